@@ -20,6 +20,9 @@
 #include <stddef.h>
 
 #include <berth/plugin.h>
+#include <berth/content.h>
+#include <berth/snapshotter.h>
+#include <berth/runtime.h>
 #include "error.h"
 
 enum plugin_status
@@ -37,7 +40,13 @@ const char *plugin_status_name (enum plugin_status s); /* "ok", "skip", "error",
 struct berth_plugin
 {
   struct berth_plugin_desc desc;  /* zero-padded copy: min(size, sizeof) of the plugin's */
-  unsigned char ops[512];         /* zero-padded copy of desc.ops, same rule */
+  union                           /* zero-padded copy of desc.ops, same rule */
+  {
+    uint32_t size;
+    struct berth_content_ops content;
+    struct berth_snapshotter_ops snapshotter;
+    struct berth_runtime_ops runtime;
+  } ops;
   const struct berth_plugin_desc *orig; /* the plugin's own descriptor */
   char *full_name;                /* "<type>.<id>" */
   char *source;                   /* "builtin" or the .so path */

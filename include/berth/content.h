@@ -89,6 +89,9 @@ struct berth_content_ops
   int (*abort) (void *self, berth_ctx *ctx, const char *ref, berth_error *err);
 };
 
+/* The size of the 1.0 layout: the least the host accepts in ops->size. */
+#define BERTH_CONTENT_OPS_SIZE_1_0 (offsetof (struct berth_content_ops, abort) + sizeof (void (*) (void)))
+
 #ifdef __cplusplus
 }
 #endif

@@ -108,6 +108,9 @@ struct berth_runtime_ops
   int (*list) (void *self, berth_ctx *ctx, berth_task_fn fn, void *data, berth_error *err);
 };
 
+/* The size of the 1.0 layout: the least the host accepts in ops->size. */
+#define BERTH_RUNTIME_OPS_SIZE_1_0 (offsetof (struct berth_runtime_ops, list) + sizeof (void (*) (void)))
+
 #ifdef __cplusplus
 }
 #endif

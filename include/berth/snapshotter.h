@@ -70,6 +70,9 @@ struct berth_snapshotter_ops
   int (*cleanup) (void *self, berth_ctx *ctx, berth_error *err);
 };
 
+/* The size of the 1.0 layout: the least the host accepts in ops->size. */
+#define BERTH_SNAPSHOTTER_OPS_SIZE_1_0 (offsetof (struct berth_snapshotter_ops, cleanup) + sizeof (void (*) (void)))
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,32 @@
+/* The daemon's state, shared by the service handlers.  Owned by main();
+ * everything in it lives until shutdown. */
+#ifndef BERTH_CORE_DAEMON_H
+#define BERTH_CORE_DAEMON_H
+
+#include <stdint.h>
+
+#include "api/grpc-server.h"
+#include "config/config.h"
+#include "metadata/meta.h"
+#include "registry.h"
+#include "util/loop.h"
+#include "util/workers.h"
+
+struct daemon
+{
+  struct berth_config *cfg;
+  registry *reg;
+  meta *meta;
+  loop *loop;
+  workers *workers;
+  grpc_server *server;
+  char uuid[40];
+  int64_t started_at;
+};
+
+/* Services: each registers its methods on d->server. */
+int service_version_register (struct daemon *d, berth_error **err);
+int service_introspection_register (struct daemon *d, berth_error **err);
+int service_namespaces_register (struct daemon *d, berth_error **err);
+
+#endif
