@@ -35,7 +35,8 @@ usage (FILE *out)
 {
   fprintf (out,
            "Usage: berthd [OPTIONS]                 run the daemon\n"
-           "       berthd config default           print the default, commented config.toml\n"
+           "       berthd config default [--builtins-only]\n"
+           "                                       print the default, commented config.toml\n"
            "       berthd config check [FILE]      validate FILE (default: --config) against every plugin\n"
            "\n"
            "Options:\n"
@@ -78,10 +79,11 @@ registry_publish (void *data, const plugin *p, const char *ns, const char *topic
   return 0;
 }
 
-/* Load the descriptors of every plugin (built-in and plugin_dirs) without
- * initialising them.  init_all == true also runs init. */
+/* Load the descriptors of every plugin (built-in and, unless builtins_only,
+ * plugin_dirs) without initialising them.  daemon_mode gives plugins their
+ * root and state directories (made at init). */
 static int
-build_registry (struct berth_config *cfg, bool daemon_mode, registry **ret, berth_error **err)
+build_registry (struct berth_config *cfg, bool daemon_mode, bool builtins_only, registry **ret, berth_error **err)
 {
   struct registry_options o = {
     .root = daemon_mode ? cfg->root : NULL,
@@ -103,7 +105,7 @@ build_registry (struct berth_config *cfg, bool daemon_mode, registry **ret, bert
       _cleanup_error_ berth_error *e2 = NULL;
       registry_add_builtin (reg, *e, &e2); /* refusals are logged; not fatal */
     }
-  for (char **dir = cfg->plugin_dirs; dir && *dir; dir++)
+  for (char **dir = cfg->plugin_dirs; !builtins_only && dir && *dir; dir++)
     {
       _cleanup_error_ berth_error *e2 = NULL;
       registry_load_dir (reg, *dir, &e2);
@@ -155,7 +157,8 @@ cmd_config (int argc, char **argv, struct options *o)
   registry *reg = NULL;
   if (strcmp (argv[0], "default") == 0)
     {
-      if (config_new_default (&cfg, &err) < 0 || build_registry (cfg, false, &reg, &err) < 0)
+      bool builtins_only = argc > 1 && strcmp (argv[1], "--builtins-only") == 0;
+      if (config_new_default (&cfg, &err) < 0 || build_registry (cfg, false, builtins_only, &reg, &err) < 0)
         {
           fprintf (stderr, "berthd config default: %s\n", berth_error_message (err));
           return 1;
@@ -180,7 +183,7 @@ cmd_config (int argc, char **argv, struct options *o)
           fprintf (stderr, "%s\n", berth_error_message (err));
           return 1;
         }
-      if (build_registry (cfg, false, &reg, &err) < 0)
+      if (build_registry (cfg, false, false, &reg, &err) < 0)
         {
           fprintf (stderr, "berthd config check: %s\n", berth_error_message (err));
           return 1;
@@ -397,7 +400,7 @@ run_daemon (struct options *o)
   if (meta_open (meta_path, &d->meta, &err) < 0)
     goto out;
 
-  if (build_registry (cfg, true, &d->reg, &err) < 0)
+  if (build_registry (cfg, true, false, &d->reg, &err) < 0)
     goto out;
   {
     size_t n;
