@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include "cleanup.h"
 #include "daemon.h"
 #include "log.h"
+#include "sd-notify.h"
 
 struct options
 {
@@ -309,7 +309,7 @@ static void
 on_term (loop *l, int signo, void *data)
 {
   log_info ("received %s; shutting down", strsignal (signo));
-  sd_notify (0, "STOPPING=1");
+  sd_notify_send ("STOPPING=1");
   loop_quit (l);
 }
 
@@ -321,7 +321,7 @@ on_hup (loop *l, int signo, void *data)
 {
   struct runtime *rt = data;
   struct berth_config *old = rt->d.cfg;
-  sd_notify (0, "RELOADING=1");
+  sd_notify_send ("RELOADING=1");
   _cleanup_error_ berth_error *err = NULL;
   _cleanup_config_ struct berth_config *nc = NULL;
   if (config_load_file (rt->opts->config_path, &nc, &err) < 0)
@@ -337,18 +337,18 @@ on_hup (loop *l, int signo, void *data)
 #undef CHANGED
       log_info ("reloaded %s", rt->opts->config_path);
     }
-  sd_notify (0, "READY=1");
+  sd_notify_send ("READY=1");
 }
 
 static int
 listen_api (struct runtime *rt, berth_error **err)
 {
   struct berth_config *cfg = rt->d.cfg;
-  int n = sd_listen_fds (1);
+  int n = sd_listen_fd_count ();
   if (n > 0)
     {
-      int fd = SD_LISTEN_FDS_START;
-      if (sd_is_socket_unix (fd, SOCK_STREAM, 1, NULL, 0) <= 0)
+      int fd = SD_LISTEN_FDS_FIRST;
+      if (!sd_fd_is_unix_listener (fd))
         return berth_error_set (err, BERTH_E_INVALID, 0,
                                 "socket activation passed fd %d, which is not a listening unix stream socket", fd);
       log_info ("serving on the socket passed by systemd (fd %d)", fd);
@@ -442,7 +442,7 @@ run_daemon (struct options *o)
     nok += registry_at (d->reg, i)->status == PLUGIN_OK;
   log_info ("berthd %s serving on %s (root %s, state %s, %zu of %zu plugins ok)", PACKAGE_VERSION, cfg->grpc.address,
             cfg->root, cfg->state, nok, registry_count (d->reg));
-  sd_notifyf (0, "READY=1\nSTATUS=serving on %s\nMAINPID=%d", cfg->grpc.address, (int) getpid ());
+  sd_notify_send ("READY=1\nSTATUS=serving on %s\nMAINPID=%d", cfg->grpc.address, (int) getpid ());
   r = loop_run (d->loop);
   status = r < 0 ? 1 : 0;
 
@@ -450,7 +450,7 @@ out:
   if (err)
     {
       log_error ("%s", berth_error_message (err));
-      sd_notifyf (0, "STATUS=failed: %s\nERRNO=%d", berth_error_message (err), err->errnum ? err->errnum : EINVAL);
+      sd_notify_send ("STATUS=failed: %s\nERRNO=%d", berth_error_message (err), err->errnum ? err->errnum : EINVAL);
     }
   if (d->server)
     grpc_server_shutdown (d->server);

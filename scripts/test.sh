@@ -1,0 +1,82 @@
+#!/bin/bash
+# Run every berth test on this machine (as root):
+#   dependencies → build (-Werror) → make check (unit suites, plugin-ABI
+#   fixtures, toml-test corpus) → make check-integration (real berthd, real
+#   ctr) → the same unit suites under ASan+UBSan → fuzz smoke.
+# Ends with the summary lines of all Check suites.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+JOBS=${JOBS:-2}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+logs=$top/build/test-logs
+status=0
+
+step () { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"
+bash scripts/deps.sh || exit 1
+
+step "autogen"
+./autogen.sh >/dev/null || exit 1
+
+# build DIR CONFIGURE-ARGS...
+build () {
+  local dir=$1; shift
+  mkdir -p "$dir"
+  (cd "$dir" && "$top/configure" -q "$@" && make -j"$JOBS" >/dev/null)
+}
+
+step "build (-Werror)"
+build build/ci --enable-werror || exit 1
+
+step "make check"
+(cd build/ci && make -j"$JOBS" check) || status=1
+
+step "make check-integration"
+(cd build/ci && make check-integration) || status=1
+
+step "ASan+UBSan build, make check"
+if build build/asan --enable-werror --enable-asan; then
+  (cd build/asan && ASAN_OPTIONS=detect_leaks=1 make -j"$JOBS" check) || status=1
+else
+  echo "ASan build failed"; status=1
+fi
+
+step "fuzz smoke (${FUZZ_SECONDS}s per target)"
+if build build/fuzz CC=clang --enable-fuzz; then
+  (cd build/fuzz && make fuzz-smoke FUZZ_SECONDS="$FUZZ_SECONDS") || status=1
+else
+  echo "fuzz build failed"; status=1
+fi
+
+step "summary"
+rm -rf "$logs"; mkdir -p "$logs"
+passed=0; failed=0; skipped=0; checks=0; cfail=0; cerr=0
+for d in build/ci build/asan; do
+  while IFS= read -r trs; do
+    res=$(sed -n 's/^:test-result: //p' "$trs" | head -1)
+    case "$res" in
+      PASS|XFAIL) passed=$((passed + 1)) ;;
+      SKIP) skipped=$((skipped + 1)) ;;
+      *) failed=$((failed + 1)); echo "failed: $d/${trs%.trs}" ;;
+    esac
+    log=${trs%.trs}.log
+    cp "$log" "$logs/$(echo "$d/${log}" | tr / _)" 2>/dev/null
+    # Check's own per-suite line: "100%: Checks: N, Failures: F, Errors: E"
+    line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" | tail -1)
+    if [ -n "$line" ]; then
+      echo "$d/${trs%.trs}: $line"
+      n=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
+      f=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
+      e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
+      checks=$((checks + n)); cfail=$((cfail + f)); cerr=$((cerr + e))
+    fi
+  done < <(find "$d" -name '*.trs' | sort)
+done
+[ "$failed" -gt 0 ] && status=1
+echo "test programs: $passed passed, $failed failed, $skipped skipped (logs in $logs)"
+pct=100; [ "$checks" -gt 0 ] && pct=$(( (checks - cfail - cerr) * 100 / checks ))
+echo "$passed passed, $failed failed, $skipped skipped"
+echo "${pct}%: Checks: $checks, Failures: $cfail, Errors: $cerr"
+exit $status
