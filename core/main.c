@@ -407,10 +407,20 @@ run_daemon (struct options *o)
     _cleanup_free_ struct config_plugin_schema *s = schemas_of (d->reg, &n);
     _cleanup_strv_ char **problems = NULL;
     int count = s ? config_check (cfg, s, n, &problems) : BERTH_E_NOMEM;
+    /* A table for a plugin that is not loaded (its file missing or refused)
+     * must not stop the daemon: only required plugins do that.  It is an
+     * error for `berthd config check`, a warning here. */
+    for (char **pr = problems; count > 0 && pr && *pr; pr++)
+      if (strstr (*pr, ": unknown plugin "))
+        {
+          log_warning ("%s (not loaded; its table is ignored)", *pr);
+          count--;
+        }
     if (count != 0)
       {
         for (char **pr = problems; pr && *pr; pr++)
-          log_error ("%s", *pr);
+          if (strstr (*pr, ": unknown plugin ") == NULL)
+            log_error ("%s", *pr);
         berth_error_set (&err, BERTH_E_INVALID, 0, "%s: %d configuration problem%s (see above; `berthd config check` lists them)",
                          cfg->path ? cfg->path : "config", count, count == 1 ? "" : "s");
         goto out;

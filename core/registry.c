@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "cleanup.h"
+#include "config/config.h"
 #include "error.h"
 #include "host-objects.h"
 #include "registry.h"
@@ -335,7 +336,7 @@ registry_add_builtin (registry *reg, berth_plugin_entry_fn entry, berth_error **
 int
 registry_load_file (registry *reg, const char *path, berth_error **err)
 {
-  _cleanup_close_ int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  _cleanup_close_ int fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     {
       return refuse (reg, err, berth_error_set (err, berth_errcode_from_errno (errno), errno, "plugin file %s refused: cannot open", path));
@@ -365,6 +366,11 @@ registry_load_file (registry *reg, const char *path, berth_error **err)
   char fdpath[64];
   snprintf (fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
   void *h = dlopen (fdpath, RTLD_NOW | RTLD_LOCAL);
+  if (h)
+    /* Keep the fd open for the life of the process (like the mapping: never
+     * dlclosed).  glibc matches dlopen by name first, so a closed and reused
+     * /proc/self/fd/N would answer the next plugin file with this object. */
+    (void) TAKE_FD (fd);
   if (h == NULL)
     {
       const char *why = dlerror ();
@@ -669,7 +675,7 @@ registry_init_all (registry *reg, berth_error **err)
       plugin *p = registry_find_full (reg, *r);
       if (p == NULL)
         return berth_error_set (err, BERTH_E_PRECONDITION, 0,
-                                "required plugin %s is not loaded (not built in and not found in plugin_dirs)", *r);
+                                "required plugin %s is not loaded (not built in, not in plugin_dirs, or its file was refused: see above)", *r);
       if (p->status != PLUGIN_OK)
         return berth_error_set (err, BERTH_E_PRECONDITION, 0, "required plugin %s (%s) is %s: %s", *r, p->source,
                                 plugin_status_name (p->status), p->error ? p->error : "no reason given");
@@ -713,15 +719,35 @@ host_error_wrap (berth_error *err, const char *fmt, ...)
   return r;
 }
 
+static struct berth_config *defaults;
+static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
+
+static void
+defaults_init (void)
+{
+  berth_error *err = NULL;
+  if (config_new_default (&defaults, &err) < 0)
+    defaults = NULL;
+  berth_error_free (err);
+}
+
 static int
 host_cfg_get (berth_plugin *p, const char *key, struct berth_cfg_value *ret)
 {
   if (p == NULL || key == NULL || ret == NULL || ret->size < offsetof (struct berth_cfg_value, is_default))
     return BERTH_E_INVALID;
-  if (p->reg->opts.cfg == NULL)
-    return BERTH_E_NOTFOUND;
   struct berth_cfg_value v = { .size = sizeof v };
-  int r = p->reg->opts.cfg (p->reg->opts.data, p, key, &v);
+  int r;
+  if (p->reg->opts.cfg)
+    r = p->reg->opts.cfg (p->reg->opts.data, p, key, &v);
+  else
+    {
+      /* No daemon config: every key takes its declared default. */
+      pthread_once (&defaults_once, defaults_init);
+      if (defaults == NULL)
+        return BERTH_E_NOMEM;
+      r = config_plugin_get (defaults, p->full_name, p->desc.config_keys, key, &v);
+    }
   if (r < 0)
     return r;
   uint32_t size = ret->size;

@@ -66,7 +66,8 @@ typedef struct berth_plugin plugin;
 typedef void (*registry_log_fn) (void *data, int level, const plugin *p, const char *msg);
 
 /* What the host table's cfg_get answers from: set by the daemon from its
- * config (core/config); NULL means every key takes its declared default. */
+ * config (core/config); NULL means every key takes its declared default
+ * (as from an empty config). */
 typedef int (*registry_cfg_fn) (void *data, const plugin *p, const char *key, struct berth_cfg_value *ret);
 
 /* For host->publish: the daemon forwards to its events exchange. */
