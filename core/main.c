@@ -390,16 +390,7 @@ run_daemon (struct options *o)
 
   _cleanup_free_ char *meta_path = NULL;
   int status = 1;
-  if (take_lock (cfg->root, &lock_root, &err) < 0 || take_lock (cfg->state, &lock_state, &err) < 0)
-    goto out;
-  chmod (cfg->root, 0700);
-  if (load_uuid (cfg->root, d->uuid, sizeof d->uuid, &err) < 0)
-    goto out;
-  if (asprintf (&meta_path, "%s/meta.db", cfg->root) < 0)
-    goto out;
-  if (meta_open (meta_path, &d->meta, &err) < 0)
-    goto out;
-
+  /* Everything that can refuse the config runs before anything is created on disk. */
   if (build_registry (cfg, true, false, &d->reg, &err) < 0)
     goto out;
   {
@@ -426,6 +417,16 @@ run_daemon (struct options *o)
         goto out;
       }
   }
+  if (take_lock (cfg->root, &lock_root, &err) < 0 || take_lock (cfg->state, &lock_state, &err) < 0)
+    goto out;
+  chmod (cfg->root, 0700);
+  if (load_uuid (cfg->root, d->uuid, sizeof d->uuid, &err) < 0)
+    goto out;
+  if (asprintf (&meta_path, "%s/meta.db", cfg->root) < 0)
+    goto out;
+  if (meta_open (meta_path, &d->meta, &err) < 0)
+    goto out;
+
   if (registry_init_all (d->reg, &err) < 0)
     goto out;
 

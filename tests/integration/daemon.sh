@@ -39,6 +39,28 @@ run "$CTR" --address "$SOCK" images ls
 expect_rc 1 "an unimplemented service answers an error, not a hang"
 expect_contains "unknown method" "Unimplemented names the method"
 
+# --- the berth CLI against berthd ---------------------------------------------------
+run "$BERTH" --address "$SOCK" version
+expect_rc 0 "berth version"
+expect_contains "$uuid" "berth version shows the server uuid"
+run "$BERTH" --address "$SOCK" -n default namespaces create cli-ns k=v
+expect_rc 0 "berth namespaces create"
+run "$BERTH" --address "$SOCK" namespaces ls --format json
+expect_rc 0 "berth namespaces ls --format json"
+printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert any(n.get("name")=="cli-ns" for n in d), d' \
+  && pass "the JSON listing parses and holds the namespace" || fail "namespaces ls --format json"
+run "$CTR" --address "$SOCK" namespaces ls -q
+expect_contains "cli-ns" "ctr sees the namespace berth created"
+run "$BERTH" --address "$SOCK" namespaces rm cli-ns
+expect_rc 0 "berth namespaces rm"
+run "$BERTH" --address "$SOCK" plugins ls --format json
+expect_rc 0 "berth plugins ls --format json"
+run "$BERTH" --address "$T/nothing-here.sock" version
+expect_rc 1 "berth against a missing socket fails"
+expect_contains "is berthd running?" "and says what is wrong"
+run "$BERTH" --address "$SOCK" no-such-command
+expect_rc 2 "an unknown command is a usage error"
+
 # --- the socket and the lock ---------------------------------------------------
 mode=$(stat -c %a "$SOCK")
 [ "$mode" = 660 ] && pass "socket mode is 0660" || fail "socket mode is $mode, expected 660"
