@@ -355,9 +355,13 @@ listen_api (struct runtime *rt, berth_error **err)
       return grpc_server_listen_fd (rt->d.server, fd, err);
     }
   int r = grpc_server_listen_unix (rt->d.server, cfg->grpc.address, 0660, (gid_t) cfg->grpc.gid, err);
-  if (r == 0)
-    rt->socket_created = true;
-  return r;
+  if (r < 0)
+    return r;
+  rt->socket_created = true;
+  if (cfg->grpc.uid != 0 && chown (cfg->grpc.address, (uid_t) cfg->grpc.uid, (gid_t) -1) < 0)
+    return berth_error_set (err, berth_errcode_from_errno (errno), errno, "cannot give %s to uid %lld",
+                            cfg->grpc.address, (long long) cfg->grpc.uid);
+  return 0;
 }
 
 static int
@@ -391,6 +395,12 @@ run_daemon (struct options *o)
   _cleanup_free_ char *meta_path = NULL;
   int status = 1;
   /* Everything that can refuse the config runs before anything is created on disk. */
+  if (cfg->grpc.max_recv_message_size < 1024 || cfg->grpc.max_recv_message_size > GRPC_MAX_MESSAGE)
+    {
+      berth_error_set (&err, BERTH_E_INVALID, 0, "%s: [grpc] max_recv_message_size = %lld: must be between 1024 and %u bytes",
+                       cfg->path ? cfg->path : "config", (long long) cfg->grpc.max_recv_message_size, GRPC_MAX_MESSAGE);
+      goto out;
+    }
   if (build_registry (cfg, true, false, &d->reg, &err) < 0)
     goto out;
   {
@@ -438,6 +448,7 @@ run_daemon (struct options *o)
       berth_error_set (&err, BERTH_E_NOMEM, ENOMEM, "cannot set up the event loop");
       goto out;
     }
+  grpc_server_set_max_recv (d->server, (size_t) cfg->grpc.max_recv_message_size); /* range checked above */
   if (service_version_register (d, &err) < 0 || service_introspection_register (d, &err) < 0
       || service_namespaces_register (d, &err) < 0)
     goto out;

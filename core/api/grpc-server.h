@@ -73,6 +73,10 @@ void grpc_server_free (grpc_server *s);
 
 int grpc_server_register (grpc_server *s, const struct grpc_method *m);
 
+/* Largest request message accepted ([grpc] max_recv_message_size), between
+ * 1 KiB and GRPC_MAX_MESSAGE; BERTH_E_INVALID otherwise. */
+int grpc_server_set_max_recv (grpc_server *s, size_t bytes);
+
 /* Create (mkdir -p the parent, 0711), bind, chmod mode, chown to gid, listen.
  * Refuses when another process is already serving on path. */
 int grpc_server_listen_unix (grpc_server *s, const char *path, mode_t mode, gid_t gid, berth_error **err);

@@ -26,14 +26,20 @@ int loop_del_fd (loop *l, int fd);
 int64_t loop_add_timer (loop *l, uint64_t ms, loop_fn fn, void *data);
 void loop_cancel_timer (loop *l, int64_t id);
 
-/* Deliver signo through signalfd (the signal is blocked in every thread). */
+/* Deliver signo through signalfd.  The signal is blocked in the calling
+ * thread and so in every thread started after this call (worker threads
+ * block all signals themselves): register signals before starting other
+ * threads, or block them there too. */
 int loop_add_signal (loop *l, int signo, loop_signal_fn fn, void *data);
 
-/* Thread-safe: run fn(data) on the loop thread soon (eventfd wake-up). */
+/* Thread-safe: run fn(data) on the loop thread soon (eventfd wake-up).
+ * Posts still queued when loop_free() runs are dropped without running. */
 int loop_post (loop *l, loop_fn fn, void *data);
 
-/* Run until loop_quit(); returns 0 or a negative BERTH_E_* code. */
+/* Run until loop_quit(); returns 0 or a negative BERTH_E_* code.  May be
+ * called again after it returned. */
 int loop_run (loop *l);
+/* Thread-safe. */
 void loop_quit (loop *l);
 
 #endif
