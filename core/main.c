@@ -16,6 +16,7 @@
 
 #include "builtins.h"
 #include "cleanup.h"
+#include "fs.h"
 #include "daemon.h"
 #include "log.h"
 #include "sd-notify.h"
@@ -223,32 +224,13 @@ cmd_config (int argc, char **argv, struct options *o)
   return 2;
 }
 
-static int
-mkdir_p (const char *path, mode_t mode)
-{
-  _cleanup_free_ char *copy = strdup (path);
-  if (copy == NULL)
-    return -ENOMEM;
-  for (char *s = copy + 1; *s; s++)
-    if (*s == '/')
-      {
-        *s = '\0';
-        if (mkdir (copy, 0711) < 0 && errno != EEXIST)
-          return -errno;
-        *s = '/';
-      }
-  if (mkdir (copy, mode) < 0 && errno != EEXIST)
-    return -errno;
-  return 0;
-}
-
 /* Take <dir>/berthd.lock: a second berthd on the same root or state refuses
  * to start instead of sharing (and corrupting) them.  The fd stays open for
  * the daemon's life. */
 static int
 take_lock (const char *dir, int *ret_fd, berth_error **err)
 {
-  int r = mkdir_p (dir, 0711);
+  int r = fs_mkdir_p (dir, 0711);
   if (r < 0)
     return berth_error_set (err, berth_errcode_from_errno (-r), -r, "cannot create %s", dir);
   _cleanup_free_ char *path = NULL;

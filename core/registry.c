@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "cleanup.h"
+#include "fs.h"
 #include "config/config.h"
 #include "error.h"
 #include "host-objects.h"
@@ -60,17 +61,22 @@ static void
 reg_log (registry *reg, int level, const plugin *p, const char *fmt, ...) BERTH_PRINTF (4, 5);
 
 static void
-reg_log (registry *reg, int level, const plugin *p, const char *fmt, ...)
+reg_vlog (registry *reg, int level, const plugin *p, const char *fmt, va_list ap)
 {
-  if (reg->opts.log == NULL)
+  if (reg == NULL || reg->opts.log == NULL)
     return;
   _cleanup_free_ char *msg = NULL;
+  if (vasprintf (&msg, fmt, ap) >= 0)
+    reg->opts.log (reg->opts.data, level, p, msg);
+}
+
+static void
+reg_log (registry *reg, int level, const plugin *p, const char *fmt, ...)
+{
   va_list ap;
   va_start (ap, fmt);
-  int r = vasprintf (&msg, fmt, ap);
+  reg_vlog (reg, level, p, fmt, ap);
   va_end (ap);
-  if (r >= 0)
-    reg->opts.log (reg->opts.data, level, p, msg);
 }
 
 registry *
@@ -495,25 +501,6 @@ req_matches_any (const registry *reg, const char *req)
   return false;
 }
 
-static int
-mkdir_p (const char *path, mode_t mode)
-{
-  _cleanup_free_ char *copy = strdup (path);
-  if (copy == NULL)
-    return -ENOMEM;
-  for (char *s = copy + 1; *s; s++)
-    if (*s == '/')
-      {
-        *s = '\0';
-        if (mkdir (copy, 0711) < 0 && errno != EEXIST)
-          return -errno;
-        *s = '/';
-      }
-  if (mkdir (copy, mode) < 0 && errno != EEXIST)
-    return -errno;
-  return 0;
-}
-
 static void
 plugin_init (registry *reg, plugin *p)
 {
@@ -535,12 +522,12 @@ plugin_init (registry *reg, plugin *p)
   if (reg->opts.state && asprintf (&p->state, "%s/%s", reg->opts.state, p->full_name) < 0)
     p->state = NULL;
   int r;
-  if (p->root && (r = mkdir_p (p->root, 0700)) < 0)
+  if (p->root && (r = fs_mkdir_p (p->root, 0700)) < 0)
     {
       plugin_fail (p, PLUGIN_ERROR, "cannot create %s: %s", p->root, strerror (-r));
       return;
     }
-  if (p->state && (r = mkdir_p (p->state, 0711)) < 0)
+  if (p->state && (r = fs_mkdir_p (p->state, 0711)) < 0)
     {
       plugin_fail (p, PLUGIN_ERROR, "cannot create %s: %s", p->state, strerror (-r));
       return;
@@ -688,15 +675,12 @@ registry_init_all (registry *reg, berth_error **err)
 static void
 host_log (berth_plugin *p, int level, const char *fmt, ...)
 {
-  if (p == NULL || p->reg == NULL || p->reg->opts.log == NULL)
+  if (p == NULL)
     return;
-  _cleanup_free_ char *msg = NULL;
   va_list ap;
   va_start (ap, fmt);
-  int r = vasprintf (&msg, fmt, ap);
+  reg_vlog (p->reg, level, p, fmt, ap);
   va_end (ap);
-  if (r >= 0)
-    p->reg->opts.log (p->reg->opts.data, level, p, msg);
 }
 
 static int

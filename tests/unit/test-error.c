@@ -1,6 +1,8 @@
 #include <config.h>
 
 #include <check.h>
+
+#include "check-main.h"
 #include <errno.h>
 #include <string.h>
 
@@ -59,8 +61,8 @@ START_TEST (test_errno_classes)
 }
 END_TEST
 
-int
-main (void)
+static Suite *
+error_suite (void)
 {
   Suite *s = suite_create ("error");
   TCase *tc = tcase_create ("core");
@@ -70,9 +72,7 @@ main (void)
   tcase_add_test (tc, test_every_code_maps_to_grpc_and_back_to_its_class);
   tcase_add_test (tc, test_errno_classes);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? 1 : 0;
+  return s;
 }
+
+CHECK_MAIN (error_suite)

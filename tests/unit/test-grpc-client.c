@@ -3,6 +3,8 @@
 #include <config.h>
 
 #include <check.h>
+
+#include "check-main.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -908,12 +910,4 @@ suite (void)
   return s;
 }
 
-int
-main (void)
-{
-  SRunner *sr = srunner_create (suite ());
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN (suite)

@@ -5,6 +5,8 @@
 #include <config.h>
 
 #include <check.h>
+
+#include "check-main.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -1482,8 +1484,8 @@ START_TEST (test_real_ctr_prints_unimplemented_for_an_unknown_service)
 }
 END_TEST
 
-int
-main (void)
+static Suite *
+grpc_server_suite (void)
 {
   Suite *s = suite_create ("grpc-server");
   TCase *tc = tcase_create ("grpc-server");
@@ -1522,9 +1524,7 @@ main (void)
   tcase_add_test (tc, test_real_ctr_version_talks_to_the_server);
   tcase_add_test (tc, test_real_ctr_prints_unimplemented_for_an_unknown_service);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? 1 : 0;
+  return s;
 }
+
+CHECK_MAIN (grpc_server_suite)

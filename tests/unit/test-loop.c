@@ -1,6 +1,8 @@
 #include <config.h>
 
 #include <check.h>
+
+#include "check-main.h"
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -231,8 +233,8 @@ START_TEST (test_quit_from_another_thread_wakes_an_idle_loop)
 }
 END_TEST
 
-int
-main (void)
+static Suite *
+loop_suite (void)
 {
   Suite *s = suite_create ("loop");
   TCase *tc = tcase_create ("loop");
@@ -243,9 +245,7 @@ main (void)
   tcase_add_test (tc, test_fd_removed_during_a_batch_gets_no_stale_event);
   tcase_add_test (tc, test_quit_from_another_thread_wakes_an_idle_loop);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? 1 : 0;
+  return s;
 }
+
+CHECK_MAIN (loop_suite)

@@ -1,6 +1,8 @@
 #include <config.h>
 
 #include <check.h>
+
+#include "check-main.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -119,8 +121,8 @@ START_TEST (test_pool_never_runs_more_threads_than_asked)
 }
 END_TEST
 
-int
-main (void)
+static Suite *
+workers_suite (void)
 {
   Suite *s = suite_create ("workers");
   TCase *tc = tcase_create ("workers");
@@ -129,9 +131,7 @@ main (void)
   tcase_add_test (tc, test_free_waits_for_queued_work);
   tcase_add_test (tc, test_pool_never_runs_more_threads_than_asked);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? 1 : 0;
+  return s;
 }
+
+CHECK_MAIN (workers_suite)

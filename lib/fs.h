@@ -1,0 +1,11 @@
+/* Small file-system helpers shared by berthd and its tools. */
+#ifndef BERTH_LIB_FS_H
+#define BERTH_LIB_FS_H
+
+#include <sys/types.h>
+
+/* mkdir -p: missing parents get 0711, the last component `mode`; an existing
+ * directory is fine.  Returns 0 or -errno. */
+int fs_mkdir_p (const char *path, mode_t mode);
+
+#endif
