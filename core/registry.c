@@ -60,6 +60,8 @@ plugin_status_name (enum plugin_status s)
 static void
 reg_log (registry *reg, int level, const plugin *p, const char *fmt, ...) BERTH_PRINTF (4, 5);
 
+static void reg_vlog (registry *reg, int level, const plugin *p, const char *fmt, va_list ap) BERTH_PRINTF (4, 0);
+
 static void
 reg_vlog (registry *reg, int level, const plugin *p, const char *fmt, va_list ap)
 {

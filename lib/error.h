@@ -33,8 +33,8 @@ int berth_error_set (berth_error **err, int code, int errnum, const char *fmt, .
 /* Prefix the message with "context: "; returns the error's code (BERTH_E_INTERNAL if none). */
 int berth_error_wrap (berth_error **err, const char *fmt, ...) BERTH_PRINTF (2, 3);
 /* The ABI forms, on a host-owned record. */
-int berth_error_vset_into (berth_error *e, int code, int errnum, const char *fmt, va_list ap);
-int berth_error_vwrap_into (berth_error *e, const char *fmt, va_list ap);
+int berth_error_vset_into (berth_error *e, int code, int errnum, const char *fmt, va_list ap) BERTH_PRINTF (4, 0);
+int berth_error_vwrap_into (berth_error *e, const char *fmt, va_list ap) BERTH_PRINTF (2, 0);
 /* Move a filled record into *err (taking ownership); returns its code. */
 int berth_error_take (berth_error **err, berth_error *e);
 

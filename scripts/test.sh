@@ -12,7 +12,9 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 logs=$top/build/test-logs
 status=0
 
-step () { printf '\n=== %s\n' "$*"; }
+step () { printf '\n=== %s\n' "$*"; current="$*"; }
+failed_steps=()
+step_failed () { status=1; failed_steps+=("$current"); }
 
 step "dependencies"
 bash scripts/deps.sh || exit 1
@@ -31,23 +33,23 @@ step "build (-Werror)"
 build build/ci --enable-werror || exit 1
 
 step "make check"
-(cd build/ci && make -j"$JOBS" check) || status=1
+(cd build/ci && make -j"$JOBS" check) || step_failed
 
 step "make check-integration"
-(cd build/ci && make check-integration) || status=1
+(cd build/ci && make check-integration) || step_failed
 
 step "ASan+UBSan build, make check"
 if build build/asan --enable-werror --enable-asan; then
-  (cd build/asan && ASAN_OPTIONS=detect_leaks=1 make -j"$JOBS" check) || status=1
+  (cd build/asan && ASAN_OPTIONS=detect_leaks=1 make -j"$JOBS" check) || step_failed
 else
-  echo "ASan build failed"; status=1
+  echo "ASan build failed"; step_failed
 fi
 
 step "fuzz smoke (${FUZZ_SECONDS}s per target)"
 if build build/fuzz CC=clang --enable-fuzz; then
-  (cd build/fuzz && make fuzz-smoke FUZZ_SECONDS="$FUZZ_SECONDS") || status=1
+  (cd build/fuzz && make fuzz-smoke FUZZ_SECONDS="$FUZZ_SECONDS") || step_failed
 else
-  echo "fuzz build failed"; status=1
+  echo "fuzz build failed"; step_failed
 fi
 
 step "summary"
@@ -59,14 +61,14 @@ for d in build/ci build/asan; do
     case "$res" in
       PASS|XFAIL) passed=$((passed + 1)) ;;
       SKIP) skipped=$((skipped + 1)) ;;
-      *) failed=$((failed + 1)); echo "failed: $d/${trs%.trs}" ;;
+      *) failed=$((failed + 1)); echo "failed: ${trs%.trs}" ;;
     esac
     log=${trs%.trs}.log
-    cp "$log" "$logs/$(echo "$d/${log}" | tr / _)" 2>/dev/null
+    cp "$log" "$logs/$(echo "$log" | tr / _)" 2>/dev/null
     # Check's own per-suite line: "100%: Checks: N, Failures: F, Errors: E"
     line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" | tail -1)
     if [ -n "$line" ]; then
-      echo "$d/${trs%.trs}: $line"
+      echo "${trs%.trs}: $line"
       n=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
       f=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
       e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
@@ -75,6 +77,10 @@ for d in build/ci build/asan; do
   done < <(find "$d" -name '*.trs' | sort)
 done
 [ "$failed" -gt 0 ] && status=1
+for s in "${failed_steps[@]}"; do echo "step failed: $s"; done
+# A step can fail without leaving a test result (a build error): never
+# close with "0 failed" then.
+[ "$status" != 0 ] && [ "$failed" = 0 ] && failed=${#failed_steps[@]}
 echo "test programs: $passed passed, $failed failed, $skipped skipped (logs in $logs)"
 pct=100; [ "$checks" -gt 0 ] && pct=$(( (checks - cfail - cerr) * 100 / checks ))
 echo "$passed passed, $failed failed, $skipped skipped"
