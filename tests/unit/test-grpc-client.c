@@ -27,6 +27,7 @@
 #include "cleanup.h"
 #include "grpc-client.h"
 #include "github.com/containerd/containerd/api/services/content/v1/content.pb-c.h"
+#include "github.com/containerd/containerd/api/services/leases/v1/leases.pb-c.h"
 #include "github.com/containerd/containerd/api/services/version/v1/version.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
 
@@ -815,7 +816,17 @@ START_TEST (test_containerd_content_write_then_read_round_trips_a_blob)
 {
   _cleanup_grpc_client_ grpc_client *c = containerd_connect ();
   _cleanup_error_ berth_error *err = NULL;
-  struct grpc_client_md md[] = { { "containerd-namespace", "default" } };
+  /* Unreferenced content is garbage-collected by containerd unless a lease
+   * holds it (as ctr does for every pull): without one the blob can vanish
+   * between Write and Read, which a slow ASan build made happen. */
+  struct grpc_client_md md[] = { { "containerd-namespace", "default" }, { "containerd-lease", "test-grpc-client" } };
+  Containerd__Services__Leases__V1__CreateRequest lreq = CONTAINERD__SERVICES__LEASES__V1__CREATE_REQUEST__INIT;
+  lreq.id = "test-grpc-client";
+  ProtobufCMessage *lresp = NULL;
+  int lr = grpc_client_unary (c, "/containerd.services.leases.v1.Leases/Create", md, 1, &lreq.base,
+                              &containerd__services__leases__v1__create_response__descriptor, &lresp, &err);
+  ck_assert_msg (lr == 0, "Leases.Create: %s", berth_error_message (err));
+  protobuf_c_message_free_unpacked (lresp, NULL);
 
   const size_t n = 3500000, chunk = 1u << 20;
   _cleanup_free_ uint8_t *blob = malloc (n);
@@ -832,7 +843,7 @@ START_TEST (test_containerd_content_write_then_read_round_trips_a_blob)
   pclose (f);
 
   _cleanup_(grpc_client_call_freep) grpc_client_call *call = NULL;
-  int r = grpc_client_call_open (c, "/containerd.services.content.v1.Content/Write", md, 1, &call, &err);
+  int r = grpc_client_call_open (c, "/containerd.services.content.v1.Content/Write", md, 2, &call, &err);
   ck_assert_msg (r == 0, "open: %s", berth_error_message (err));
   Containerd__Services__Content__V1__WriteContentRequest req
       = CONTAINERD__SERVICES__CONTENT__V1__WRITE_CONTENT_REQUEST__INIT;
@@ -862,7 +873,7 @@ START_TEST (test_containerd_content_write_then_read_round_trips_a_blob)
   Containerd__Services__Content__V1__ReadContentRequest rreq
       = CONTAINERD__SERVICES__CONTENT__V1__READ_CONTENT_REQUEST__INIT;
   rreq.digest = digest;
-  r = grpc_client_server_stream (c, "/containerd.services.content.v1.Content/Read", md, 1, &rreq.base,
+  r = grpc_client_server_stream (c, "/containerd.services.content.v1.Content/Read", md, 2, &rreq.base,
                                  &containerd__services__content__v1__read_content_response__descriptor, check_chunk,
                                  &seen, &err);
   ck_assert_msg (r == 0, "Read: %s", berth_error_message (err));
