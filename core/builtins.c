@@ -2,8 +2,12 @@
 
 #include "builtins.h"
 
+/* plugins/stores/local */
+extern const struct berth_plugin_desc *const *berth_content_local_entry (void);
+
 /* Later issues add their entry points here (content store, snapshotters,
  * runtimes), each built from its own plugins/ folder. */
 const berth_plugin_entry_fn builtin_plugins[] = {
+  berth_content_local_entry,
   NULL,
 };

@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential autoconf automake libtool pkg-config
   # libraries the design names (ARCHITECTURE.md)
   libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev libsqlite3-dev libjson-c-dev
+  libcurl4-openssl-dev libssl-dev
   # the containerd API .proto files, compiled at build time
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
   # tests: Check, the real ctr (and containerd + runc as the benchmark anchor),
