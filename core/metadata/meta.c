@@ -2,19 +2,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cleanup.h"
-#include "metadata/meta.h"
-
-struct meta
-{
-  sqlite3 *db;
-  char *path;
-};
+#include "metadata/meta-private.h"
 
 /* Migrations: index i brings the schema from version i to i + 1.
  * Append only; never edit a migration that has shipped. */
@@ -29,6 +25,47 @@ static const char *const migrations[] = {
   "  key TEXT NOT NULL,"
   "  value TEXT NOT NULL,"
   "  PRIMARY KEY (namespace, key));",
+  /* 1 → 2: content records, images, leases (issue 4).  Labels of every
+   * object kind share one table; `kind` is "content", "image",
+   * "image.annotation" (the target descriptor's annotations) or "lease".
+   * Objects keep a plain (no action) reference to their namespace so that a
+   * namespace cannot disappear under them. */
+  "CREATE TABLE content ("
+  "  namespace TEXT NOT NULL REFERENCES namespaces (name),"
+  "  digest TEXT NOT NULL,"
+  "  size INTEGER NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  updated_at INTEGER NOT NULL,"
+  "  PRIMARY KEY (namespace, digest));"
+  "CREATE INDEX content_by_digest ON content (digest);"
+  "CREATE TABLE images ("
+  "  namespace TEXT NOT NULL REFERENCES namespaces (name),"
+  "  name TEXT NOT NULL,"
+  "  media_type TEXT NOT NULL,"
+  "  digest TEXT NOT NULL,"
+  "  size INTEGER NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  updated_at INTEGER NOT NULL,"
+  "  PRIMARY KEY (namespace, name));"
+  "CREATE TABLE leases ("
+  "  namespace TEXT NOT NULL REFERENCES namespaces (name),"
+  "  id TEXT NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  PRIMARY KEY (namespace, id));"
+  "CREATE TABLE lease_resources ("
+  "  namespace TEXT NOT NULL,"
+  "  lease TEXT NOT NULL,"
+  "  type TEXT NOT NULL,"
+  "  id TEXT NOT NULL,"
+  "  PRIMARY KEY (namespace, lease, type, id),"
+  "  FOREIGN KEY (namespace, lease) REFERENCES leases (namespace, id) ON DELETE CASCADE);"
+  "CREATE TABLE object_labels ("
+  "  namespace TEXT NOT NULL REFERENCES namespaces (name),"
+  "  kind TEXT NOT NULL,"
+  "  object TEXT NOT NULL,"
+  "  key TEXT NOT NULL,"
+  "  value TEXT NOT NULL,"
+  "  PRIMARY KEY (namespace, kind, object, key));",
 };
 
 int
@@ -37,16 +74,16 @@ meta_schema_version (void)
   return (int) ARRAY_SIZE (migrations);
 }
 
-static int64_t
-now_ns (void)
+int64_t
+meta_now_ns (void)
 {
   struct timespec ts;
   clock_gettime (CLOCK_REALTIME, &ts);
   return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int
-sql_error (meta *m, int rc, berth_error **err, const char *what)
+int
+meta_sql_error (meta *m, int rc, berth_error **err, const char *what)
 {
   int code = BERTH_E_INTERNAL;
   if (rc == SQLITE_FULL)
@@ -58,8 +95,8 @@ sql_error (meta *m, int rc, berth_error **err, const char *what)
   return berth_error_set (err, code, 0, "%s: %s: %s", m->path, what, sqlite3_errmsg (m->db));
 }
 
-static int
-exec_sql (meta *m, const char *sql, berth_error **err)
+int
+meta_exec (meta *m, const char *sql, berth_error **err)
 {
   char *msg = NULL;
   int rc = sqlite3_exec (m->db, sql, NULL, NULL, &msg);
@@ -100,13 +137,13 @@ meta_migrate (meta *m, berth_error **err)
     {
       char set[64];
       snprintf (set, sizeof set, "PRAGMA user_version = %d;", v + 1);
-      int r = exec_sql (m, "BEGIN IMMEDIATE", err);
+      int r = meta_exec (m, "BEGIN IMMEDIATE", err);
       if (r == 0)
-        r = exec_sql (m, migrations[v], err);
+        r = meta_exec (m, migrations[v], err);
       if (r == 0)
-        r = exec_sql (m, set, err);
+        r = meta_exec (m, set, err);
       if (r == 0)
-        r = exec_sql (m, "COMMIT", err);
+        r = meta_exec (m, "COMMIT", err);
       if (r < 0)
         {
           sqlite3_exec (m->db, "ROLLBACK", NULL, NULL, NULL);
@@ -122,6 +159,7 @@ meta_close (meta *m)
   if (m == NULL)
     return;
   sqlite3_close_v2 (m->db);
+  pthread_mutex_destroy (&m->lock);
   free (m->path);
   free (m);
 }
@@ -135,6 +173,11 @@ meta_open (const char *path, meta **ret, berth_error **err)
       free (m);
       return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "%s", path);
     }
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init (&ma);
+  pthread_mutexattr_settype (&ma, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init (&m->lock, &ma);
+  pthread_mutexattr_destroy (&ma);
   int rc = sqlite3_open_v2 (path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
   int r = 0;
   if (rc != SQLITE_OK)
@@ -143,7 +186,7 @@ meta_open (const char *path, meta **ret, berth_error **err)
   if (r == 0)
     {
       sqlite3_busy_timeout (m->db, 5000);
-      r = exec_sql (m, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", err);
+      r = meta_exec (m, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", err);
     }
   if (r == 0)
     r = meta_migrate (m, err);
@@ -222,7 +265,7 @@ load_labels (meta *m, const char *name, berth_labels *out, berth_error **err)
   int rc = sqlite3_prepare_v2 (m->db, "SELECT key, value FROM namespace_labels WHERE namespace = ? ORDER BY key", -1,
                                &st, NULL);
   if (rc != SQLITE_OK)
-    return sql_error (m, rc, err, "reading labels");
+    return meta_sql_error (m, rc, err, "reading labels");
   sqlite3_bind_text (st, 1, name, -1, SQLITE_STATIC);
   int r = 0;
   while (r == 0 && (rc = sqlite3_step (st)) == SQLITE_ROW)
@@ -231,7 +274,7 @@ load_labels (meta *m, const char *name, berth_labels *out, berth_error **err)
   if (r < 0)
     return berth_error_set (err, r, 0, "reading labels of namespace `%s`", name);
   if (rc != SQLITE_DONE)
-    return sql_error (m, rc, err, "reading labels");
+    return meta_sql_error (m, rc, err, "reading labels");
   return 0;
 }
 
@@ -254,7 +297,7 @@ meta_namespace_get (meta *m, const char *name, struct meta_namespace *ret, berth
   int rc = sqlite3_prepare_v2 (m->db, "SELECT name, created_at, updated_at FROM namespaces WHERE name = ?", -1, &st,
                                NULL);
   if (rc != SQLITE_OK)
-    return sql_error (m, rc, err, "reading namespaces");
+    return meta_sql_error (m, rc, err, "reading namespaces");
   sqlite3_bind_text (st, 1, name, -1, SQLITE_STATIC);
   rc = sqlite3_step (st);
   int r;
@@ -263,7 +306,7 @@ meta_namespace_get (meta *m, const char *name, struct meta_namespace *ret, berth
   else if (rc == SQLITE_DONE)
     r = berth_error_set (err, BERTH_E_NOTFOUND, 0, "namespace `%s`: not found", name);
   else
-    r = sql_error (m, rc, err, "reading namespaces");
+    r = meta_sql_error (m, rc, err, "reading namespaces");
   sqlite3_finalize (st);
   if (r < 0 && rc == SQLITE_ROW)
     meta_namespace_clear (ret);
@@ -277,7 +320,7 @@ meta_namespace_list (meta *m, struct meta_namespace **ret, size_t *ret_n, berth_
   int rc = sqlite3_prepare_v2 (m->db, "SELECT name, created_at, updated_at FROM namespaces ORDER BY name", -1, &st,
                                NULL);
   if (rc != SQLITE_OK)
-    return sql_error (m, rc, err, "listing namespaces");
+    return meta_sql_error (m, rc, err, "listing namespaces");
   struct meta_namespace *v = NULL;
   size_t n = 0;
   int r = 0;
@@ -294,7 +337,7 @@ meta_namespace_list (meta *m, struct meta_namespace **ret, size_t *ret_n, berth_
       n++;
     }
   if (r == 0 && rc != SQLITE_DONE)
-    r = sql_error (m, rc, err, "listing namespaces");
+    r = meta_sql_error (m, rc, err, "listing namespaces");
   sqlite3_finalize (st);
   if (r < 0)
     {
@@ -313,19 +356,21 @@ insert_labels (meta *m, const char *name, const berth_labels *labels, berth_erro
   int rc = sqlite3_prepare_v2 (m->db, "INSERT OR REPLACE INTO namespace_labels (namespace, key, value) VALUES (?, ?, ?)",
                                -1, &st, NULL);
   if (rc != SQLITE_OK)
-    return sql_error (m, rc, err, "writing labels");
+    return meta_sql_error (m, rc, err, "writing labels");
   size_t it = 0;
   const char *k, *v;
   int r = 0;
   while (r == 0 && labels_next (labels, &it, &k, &v))
     {
+      if (*v == '\0')
+        continue; /* an empty value means "no such label", as in containerd */
       sqlite3_reset (st);
       sqlite3_bind_text (st, 1, name, -1, SQLITE_STATIC);
       sqlite3_bind_text (st, 2, k, -1, SQLITE_STATIC);
       sqlite3_bind_text (st, 3, v, -1, SQLITE_STATIC);
       rc = sqlite3_step (st);
       if (rc != SQLITE_DONE)
-        r = sql_error (m, rc, err, "writing labels");
+        r = meta_sql_error (m, rc, err, "writing labels");
     }
   sqlite3_finalize (st);
   return r;
@@ -338,7 +383,7 @@ run1 (meta *m, const char *sql, const char *a, const char *b, berth_error **err)
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2 (m->db, sql, -1, &st, NULL);
   if (rc != SQLITE_OK)
-    return sql_error (m, rc, err, "writing");
+    return meta_sql_error (m, rc, err, "writing");
   int i = 1;
   if (a)
     sqlite3_bind_text (st, i++, a, -1, SQLITE_STATIC);
@@ -348,19 +393,45 @@ run1 (meta *m, const char *sql, const char *a, const char *b, berth_error **err)
   int changes = sqlite3_changes (m->db);
   sqlite3_finalize (st);
   if (rc != SQLITE_DONE)
-    return sql_error (m, rc, err, "writing");
+    return meta_sql_error (m, rc, err, "writing");
   return changes;
 }
 
-static int
-tx_end (meta *m, int r, berth_error **err)
+void
+meta_lock (meta *m)
+{
+  pthread_mutex_lock (&m->lock);
+}
+
+void
+meta_unlock (meta *m)
+{
+  pthread_mutex_unlock (&m->lock);
+}
+
+int
+meta_begin (meta *m, berth_error **err)
+{
+  meta_lock (m);
+  int r = meta_exec (m, "BEGIN IMMEDIATE", err);
+  if (r < 0)
+    meta_unlock (m);
+  return r;
+}
+
+int
+meta_tx_end (meta *m, int r, berth_error **err)
 {
   if (r < 0)
+    sqlite3_exec (m->db, "ROLLBACK", NULL, NULL, NULL);
+  else
     {
-      sqlite3_exec (m->db, "ROLLBACK", NULL, NULL, NULL);
-      return r;
+      r = meta_exec (m, "COMMIT", err);
+      if (r < 0)
+        sqlite3_exec (m->db, "ROLLBACK", NULL, NULL, NULL);
     }
-  return exec_sql (m, "COMMIT", err);
+  meta_unlock (m);
+  return r < 0 ? r : 0;
 }
 
 int
@@ -371,10 +442,10 @@ meta_namespace_create (meta *m, const char *name, const berth_labels *labels, be
     r = meta_validate_labels (labels, err);
   if (r < 0)
     return r;
-  r = exec_sql (m, "BEGIN IMMEDIATE", err);
+  r = meta_begin (m, err);
   if (r < 0)
     return r;
-  int64_t t = now_ns ();
+  int64_t t = meta_now_ns ();
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2 (m->db, "INSERT INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)", -1,
                                &st, NULL);
@@ -389,10 +460,10 @@ meta_namespace_create (meta *m, const char *name, const berth_labels *labels, be
   if (rc == SQLITE_CONSTRAINT)
     r = berth_error_set (err, BERTH_E_EXISTS, 0, "namespace `%s`: already exists", name);
   else if (rc != SQLITE_DONE && rc != SQLITE_OK)
-    r = sql_error (m, rc, err, "creating namespace");
+    r = meta_sql_error (m, rc, err, "creating namespace");
   if (r == 0)
     r = insert_labels (m, name, labels, err);
-  return tx_end (m, r, err);
+  return meta_tx_end (m, r, err);
 }
 
 int
@@ -401,7 +472,16 @@ meta_namespace_ensure (meta *m, const char *name, berth_error **err)
   int r = meta_validate_namespace (name, err);
   if (r < 0)
     return r;
-  int64_t t = now_ns ();
+  meta_lock (m);
+  r = meta_ns_touch (m, name, err);
+  meta_unlock (m);
+  return r;
+}
+
+int
+meta_ns_touch (meta *m, const char *name, berth_error **err)
+{
+  int64_t t = meta_now_ns ();
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2 (m->db, "INSERT OR IGNORE INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)",
                                -1, &st, NULL);
@@ -414,7 +494,7 @@ meta_namespace_ensure (meta *m, const char *name, berth_error **err)
     }
   sqlite3_finalize (st);
   if (rc != SQLITE_DONE)
-    return sql_error (m, rc, err, "creating namespace");
+    return meta_sql_error (m, rc, err, "creating namespace");
   return 0;
 }
 
@@ -428,7 +508,7 @@ meta_namespace_update (meta *m, const char *name, const berth_labels *labels, co
   for (size_t i = 0; i < npaths; i++)
     if (strcmp (paths[i], "labels") != 0 && strncmp (paths[i], "labels.", 7) != 0)
       return berth_error_set (err, BERTH_E_INVALID, 0, "cannot update `%s` field on namespace `%s`", paths[i], name);
-  r = exec_sql (m, "BEGIN IMMEDIATE", err);
+  r = meta_begin (m, err);
   if (r < 0)
     return r;
   sqlite3_stmt *st = NULL;
@@ -436,13 +516,13 @@ meta_namespace_update (meta *m, const char *name, const berth_labels *labels, co
   r = 0;
   if (rc == SQLITE_OK)
     {
-      sqlite3_bind_int64 (st, 1, now_ns ());
+      sqlite3_bind_int64 (st, 1, meta_now_ns ());
       sqlite3_bind_text (st, 2, name, -1, SQLITE_STATIC);
       rc = sqlite3_step (st);
     }
   sqlite3_finalize (st);
   if (rc != SQLITE_DONE)
-    r = sql_error (m, rc, err, "updating namespace");
+    r = meta_sql_error (m, rc, err, "updating namespace");
   else if (sqlite3_changes (m->db) == 0)
     r = berth_error_set (err, BERTH_E_NOTFOUND, 0, "namespace `%s`: not found", name);
 
@@ -460,7 +540,7 @@ meta_namespace_update (meta *m, const char *name, const berth_labels *labels, co
       {
         const char *key = paths[i] + 7;
         const char *value = labels_get (labels, key);
-        if (value)
+        if (value && *value)
           {
             berth_labels one = { 0 };
             r = labels_set (&one, key, value);
@@ -475,7 +555,7 @@ meta_namespace_update (meta *m, const char *name, const berth_labels *labels, co
       }
   if (r > 0)
     r = 0;
-  r = tx_end (m, r, err);
+  r = meta_tx_end (m, r, err);
   if (r == 0 && ret)
     r = meta_namespace_get (m, name, ret, err);
   return r;
@@ -484,16 +564,195 @@ meta_namespace_update (meta *m, const char *name, const berth_labels *labels, co
 int
 meta_namespace_delete (meta *m, const char *name, berth_error **err)
 {
-  /* Later schema versions add images, containers, ...: each must be checked
-   * here so that a namespace that still holds something is refused, as
-   * containerd does. */
-  int r = exec_sql (m, "BEGIN IMMEDIATE", err);
+  /* A namespace that still holds something is refused, as containerd
+   * does; later schema versions (containers, snapshots) add their tables
+   * to this list. */
+  static const struct
+  {
+    const char *table, *what;
+  } holders[] = { { "images", "images" }, { "content", "content" }, { "leases", "leases" } };
+  int r = meta_begin (m, err);
   if (r < 0)
     return r;
-  r = run1 (m, "DELETE FROM namespaces WHERE name = ?", name, NULL, err);
+  for (size_t i = 0; r == 0 && i < ARRAY_SIZE (holders); i++)
+    {
+      char sql[96];
+      snprintf (sql, sizeof sql, "SELECT count(*) FROM %s WHERE namespace = ?", holders[i].table);
+      sqlite3_stmt *st = NULL;
+      int rc = sqlite3_prepare_v2 (m->db, sql, -1, &st, NULL);
+      if (rc == SQLITE_OK)
+        {
+          sqlite3_bind_text (st, 1, name, -1, SQLITE_STATIC);
+          rc = sqlite3_step (st);
+        }
+      if (rc != SQLITE_ROW)
+        r = meta_sql_error (m, rc, err, "deleting namespace");
+      else if (sqlite3_column_int64 (st, 0) > 0)
+        r = berth_error_set (err, BERTH_E_PRECONDITION, 0,
+                             "namespace `%s` must be empty, but it still has %s (%lld)", name, holders[i].what,
+                             (long long) sqlite3_column_int64 (st, 0));
+      sqlite3_finalize (st);
+    }
+  if (r == 0)
+    r = run1 (m, "DELETE FROM namespaces WHERE name = ?", name, NULL, err);
   if (r == 0)
     r = berth_error_set (err, BERTH_E_NOTFOUND, 0, "namespace `%s`: not found", name);
   if (r > 0)
     r = 0;
-  return tx_end (m, r, err);
+  return meta_tx_end (m, r, err);
+}
+
+/* ---- helpers shared with meta-content.c, meta-images.c, meta-leases.c ---- */
+
+int
+meta_strdup (const char *s, char **ret, berth_error **err)
+{
+  *ret = strdup (s ? s : "");
+  if (*ret == NULL)
+    return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "out of memory");
+  return 0;
+}
+
+int
+meta_prepare (meta *m, const char *sql, sqlite3_stmt **ret, berth_error **err)
+{
+  int rc = sqlite3_prepare_v2 (m->db, sql, -1, ret, NULL);
+  if (rc != SQLITE_OK)
+    return meta_sql_error (m, rc, err, "preparing a statement");
+  return 0;
+}
+
+int
+meta_run (meta *m, const char *sql, berth_error **err, ...)
+{
+  sqlite3_stmt *st = NULL;
+  int r = meta_prepare (m, sql, &st, err);
+  if (r < 0)
+    return r;
+  va_list ap;
+  va_start (ap, err);
+  const char *a;
+  for (int i = 1; (a = va_arg (ap, const char *)) != NULL; i++)
+    sqlite3_bind_text (st, i, a, -1, SQLITE_TRANSIENT);
+  va_end (ap);
+  int rc = sqlite3_step (st);
+  int changes = sqlite3_changes (m->db);
+  sqlite3_finalize (st);
+  if (rc == SQLITE_CONSTRAINT)
+    return berth_error_set (err, BERTH_E_PRECONDITION, 0, "%s: %s", m->path, sqlite3_errstr (rc));
+  if (rc != SQLITE_DONE)
+    return meta_sql_error (m, rc, err, "writing");
+  return changes;
+}
+
+int
+meta_labels_load (meta *m, const char *ns, const char *kind, const char *object, berth_labels *out, berth_error **err)
+{
+  sqlite3_stmt *st = NULL;
+  int r = meta_prepare (m,
+                        "SELECT key, value FROM object_labels WHERE namespace = ? AND kind = ? AND object = ? "
+                        "ORDER BY key",
+                        &st, err);
+  if (r < 0)
+    return r;
+  sqlite3_bind_text (st, 1, ns, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 2, kind, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 3, object, -1, SQLITE_STATIC);
+  int rc;
+  while (r == 0 && (rc = sqlite3_step (st)) == SQLITE_ROW)
+    r = labels_set (out, (const char *) sqlite3_column_text (st, 0), (const char *) sqlite3_column_text (st, 1));
+  sqlite3_finalize (st);
+  if (r < 0)
+    return berth_error_set (err, r, 0, "reading labels of %s `%s`", kind, object);
+  if (rc != SQLITE_DONE)
+    return meta_sql_error (m, rc, err, "reading labels");
+  return 0;
+}
+
+int
+meta_labels_put (meta *m, const char *ns, const char *kind, const char *object, const berth_labels *labels,
+                 berth_error **err)
+{
+  if (labels == NULL || labels->n == 0)
+    return 0;
+  sqlite3_stmt *st = NULL;
+  int r = meta_prepare (m,
+                        "INSERT OR REPLACE INTO object_labels (namespace, kind, object, key, value) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        &st, err);
+  if (r < 0)
+    return r;
+  size_t it = 0;
+  const char *k, *v;
+  while (r == 0 && labels_next (labels, &it, &k, &v))
+    {
+      if (*v == '\0')
+        continue; /* an empty value means "no such label", as in containerd */
+      sqlite3_reset (st);
+      sqlite3_bind_text (st, 1, ns, -1, SQLITE_STATIC);
+      sqlite3_bind_text (st, 2, kind, -1, SQLITE_STATIC);
+      sqlite3_bind_text (st, 3, object, -1, SQLITE_STATIC);
+      sqlite3_bind_text (st, 4, k, -1, SQLITE_STATIC);
+      sqlite3_bind_text (st, 5, v, -1, SQLITE_STATIC);
+      int rc = sqlite3_step (st);
+      if (rc != SQLITE_DONE)
+        r = meta_sql_error (m, rc, err, "writing labels");
+    }
+  sqlite3_finalize (st);
+  return r;
+}
+
+int
+meta_labels_delete_all (meta *m, const char *ns, const char *kind, const char *object, berth_error **err)
+{
+  int r = meta_run (m, "DELETE FROM object_labels WHERE namespace = ? AND kind = ? AND object = ?", err, ns, kind,
+                    object, NULL);
+  return r < 0 ? r : 0;
+}
+
+int
+meta_labels_apply_path (meta *m, const char *ns, const char *kind, const char *object, const char *field,
+                        const char *path, const berth_labels *labels, berth_error **err)
+{
+  size_t fl = strlen (field);
+  if (strncmp (path, field, fl) != 0 || (path[fl] != '\0' && path[fl] != '.'))
+    return 0;
+  int r;
+  if (path[fl] == '\0')
+    {
+      r = meta_labels_delete_all (m, ns, kind, object, err);
+      if (r == 0)
+        r = meta_labels_put (m, ns, kind, object, labels, err);
+      return r < 0 ? r : 1;
+    }
+  const char *key = path + fl + 1;
+  if (*key == '\0')
+    return berth_error_set (err, BERTH_E_INVALID, 0, "field path `%s`: empty key", path);
+  const char *value = labels ? labels_get (labels, key) : NULL;
+  if (value && *value)
+    {
+      berth_labels one = { 0 };
+      r = labels_set (&one, key, value);
+      if (r < 0)
+        r = berth_error_set (err, r, 0, "out of memory");
+      else
+        r = meta_labels_put (m, ns, kind, object, &one, err);
+      labels_clear (&one);
+    }
+  else
+    r = meta_run (m, "DELETE FROM object_labels WHERE namespace = ? AND kind = ? AND object = ? AND key = ?", err, ns,
+                  kind, object, key, NULL);
+  return r < 0 ? r : 1;
+}
+
+int
+meta_filters (const char *const *filters, size_t n, filter_set **ret, berth_error **err)
+{
+  *ret = NULL;
+  size_t k = 0;
+  for (size_t i = 0; filters && i < n; i++)
+    k += filters[i] && *filters[i];
+  if (k == 0)
+    return 0;
+  return filters_parse (filters, n, ret, err);
 }

@@ -14,6 +14,7 @@
 #ifndef BERTH_CORE_META_H
 #define BERTH_CORE_META_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -54,7 +55,138 @@ int meta_namespace_ensure (meta *m, const char *name, berth_error **err);
  * (a key absent from labels is deleted).  Fills ret (may be NULL). */
 int meta_namespace_update (meta *m, const char *name, const berth_labels *labels, const char *const *paths,
                            size_t npaths, struct meta_namespace *ret, berth_error **err);
-/* BERTH_E_PRECONDITION while the namespace still holds anything. */
+/* BERTH_E_PRECONDITION while the namespace still holds images, content
+ * records or leases. */
 int meta_namespace_delete (meta *m, const char *name, berth_error **err);
+
+/* ---- Schema 2: content records, images, leases (all namespaced) ----------
+ *
+ * Every call below takes the namespace first; a missing namespace record is
+ * created implicitly by the mutations (as containerd does), so callers need
+ * not meta_namespace_ensure() first.  Returned structs are owned by the
+ * caller: release them with the matching *_clear / *_free.
+ */
+
+/* An OCI descriptor (image targets). */
+struct meta_descriptor
+{
+  char *media_type;
+  char *digest; /* "sha256:<hex>" */
+  int64_t size;
+  berth_labels annotations;
+};
+
+struct meta_image
+{
+  char *name;
+  struct meta_descriptor target;
+  berth_labels labels;
+  int64_t created_at; /* ns since the epoch */
+  int64_t updated_at;
+};
+
+/* A blob is visible in a namespace when it has a content record there. */
+struct meta_content
+{
+  char *digest;
+  int64_t size;
+  berth_labels labels;
+  int64_t created_at;
+  int64_t updated_at;
+};
+
+struct meta_lease
+{
+  char *id;
+  berth_labels labels; /* containerd.io/gc.expire = RFC 3339 time: expiry */
+  int64_t created_at;
+};
+
+/* type: "content", "ingests", "snapshots/<snapshotter>" (containerd's names). */
+struct meta_lease_resource
+{
+  char *id;
+  char *type;
+};
+
+void meta_descriptor_clear (struct meta_descriptor *d);
+void meta_image_clear (struct meta_image *img);
+void meta_images_free (struct meta_image *v, size_t n);
+void meta_content_clear (struct meta_content *c);
+void meta_contents_free (struct meta_content *v, size_t n);
+void meta_lease_clear (struct meta_lease *l);
+void meta_leases_free (struct meta_lease *v, size_t n);
+void meta_lease_resources_free (struct meta_lease_resource *v, size_t n);
+
+/* Hold the metadata lock (recursive) across several calls, so that they see
+ * and leave a consistent state: GC holds it from mark to sweep, and a
+ * writer committing a blob to the store holds it across the commit and
+ * meta_content_add() so that GC never sweeps a blob between the two. */
+void meta_lock (meta *m);
+void meta_unlock (meta *m);
+
+/* Filters: containerd's filter syntax (core/filters.h); NULL/0 matches all.
+ * Images answer name, target.mediatype, target.digest, target.size and
+ * labels.<k>; content answers digest, size, labels.<k>; leases answer id,
+ * labels.<k>. */
+
+/* ---- images ---- */
+int meta_image_get (meta *m, const char *ns, const char *name, struct meta_image *ret, berth_error **err);
+int meta_image_list (meta *m, const char *ns, const char *const *filters, size_t nfilters, struct meta_image **ret,
+                     size_t *ret_n, berth_error **err);
+/* BERTH_E_EXISTS when the name is taken; name, target digest and media type
+ * are required (BERTH_E_INVALID).  Fills ret (may be NULL). */
+int meta_image_create (meta *m, const char *ns, const struct meta_image *img, struct meta_image *ret,
+                       berth_error **err);
+/* paths: NULL/0 replaces labels, target and annotations; otherwise any of
+ * "labels", "labels.<k>", "target", "annotations", "annotations.<k>"
+ * (annotations are the target's).  "name" must match.  BERTH_E_NOTFOUND. */
+int meta_image_update (meta *m, const char *ns, const struct meta_image *img, const char *const *paths,
+                       size_t npaths, struct meta_image *ret, berth_error **err);
+/* For the daemon-side pull: create the image, or point an existing one at
+ * target and replace its labels (labels may be NULL: keep them). */
+int meta_image_create_or_update (meta *m, const char *ns, const char *name, const struct meta_descriptor *target,
+                                 const berth_labels *labels, berth_error **err);
+/* BERTH_E_NOTFOUND.  Does not run GC (see core/gc.h). */
+int meta_image_delete (meta *m, const char *ns, const char *name, berth_error **err);
+
+/* ---- content records ---- */
+int meta_content_get (meta *m, const char *ns, const char *digest, struct meta_content *ret, berth_error **err);
+int meta_content_list (meta *m, const char *ns, const char *const *filters, size_t nfilters,
+                       struct meta_content **ret, size_t *ret_n, berth_error **err);
+/* Idempotent: creates the record, or keeps the existing one; labels (may be
+ * NULL) are merged into it either way. */
+int meta_content_add (meta *m, const char *ns, const char *digest, int64_t size, const berth_labels *labels,
+                      berth_error **err);
+/* paths as for namespaces: NULL/0 or "labels" replace all, "labels.<k>" set
+ * or delete one.  BERTH_E_NOTFOUND. */
+int meta_content_update (meta *m, const char *ns, const char *digest, const berth_labels *labels,
+                         const char *const *paths, size_t npaths, struct meta_content *ret, berth_error **err);
+/* Removes the record only; the blob goes at the next GC if no namespace
+ * references it.  BERTH_E_NOTFOUND. */
+int meta_content_delete (meta *m, const char *ns, const char *digest, berth_error **err);
+/* Whether any namespace holds a record for digest. */
+int meta_content_referenced (meta *m, const char *digest, bool *ret, berth_error **err);
+
+/* ---- leases ---- */
+int meta_lease_get (meta *m, const char *ns, const char *id, struct meta_lease *ret, berth_error **err);
+int meta_lease_list (meta *m, const char *ns, const char *const *filters, size_t nfilters, struct meta_lease **ret,
+                     size_t *ret_n, berth_error **err);
+/* BERTH_E_EXISTS; ret may be NULL. */
+int meta_lease_create (meta *m, const char *ns, const char *id, const berth_labels *labels, struct meta_lease *ret,
+                       berth_error **err);
+/* BERTH_E_NOTFOUND; its resources go with it. */
+int meta_lease_delete (meta *m, const char *ns, const char *id, berth_error **err);
+/* Idempotent; BERTH_E_NOTFOUND when the lease does not exist, BERTH_E_INVALID
+ * for an unknown type. */
+int meta_lease_add_resource (meta *m, const char *ns, const char *lease, const char *type, const char *id,
+                             berth_error **err);
+int meta_lease_delete_resource (meta *m, const char *ns, const char *lease, const char *type, const char *id,
+                                berth_error **err);
+int meta_lease_list_resources (meta *m, const char *ns, const char *lease, struct meta_lease_resource **ret,
+                               size_t *ret_n, berth_error **err);
+/* Expiry of a lease from its containerd.io/gc.expire label (ns since the
+ * epoch), 0 when it has none or the value does not parse. */
+int64_t meta_lease_expiry (const struct meta_lease *l);
 
 #endif
