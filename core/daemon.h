@@ -28,5 +28,10 @@ struct daemon
 int service_version_register (struct daemon *d, berth_error **err);
 int service_introspection_register (struct daemon *d, berth_error **err);
 int service_namespaces_register (struct daemon *d, berth_error **err);
+int service_content_register (struct daemon *d, berth_error **err);
+int service_images_register (struct daemon *d, berth_error **err);
+int service_leases_register (struct daemon *d, berth_error **err);
+int service_pull_register (struct daemon *d, berth_error **err);
+int service_gc_register (struct daemon *d, berth_error **err);
 
 #endif

@@ -17,6 +17,7 @@
 #include "builtins.h"
 #include "cleanup.h"
 #include "fs.h"
+#include "gc.h"
 #include "daemon.h"
 #include "log.h"
 #include "sd-notify.h"
@@ -86,7 +87,7 @@ registry_publish (void *data, const plugin *p, const char *ns, const char *topic
 static int
 build_registry (struct berth_config *cfg, bool daemon_mode, bool builtins_only, registry **ret, berth_error **err)
 {
-  struct registry_options o = {
+  struct plugin_registry_options o = {
     .root = daemon_mode ? cfg->root : NULL,
     .state = daemon_mode ? cfg->state : NULL,
     .address = cfg->grpc.address,
@@ -433,6 +434,10 @@ run_daemon (struct options *o)
   grpc_server_set_max_recv (d->server, (size_t) cfg->grpc.max_recv_message_size); /* range checked above */
   if (service_version_register (d, &err) < 0 || service_introspection_register (d, &err) < 0
       || service_namespaces_register (d, &err) < 0)
+    goto out;
+  if (service_content_register (d, &err) < 0 || service_images_register (d, &err) < 0
+      || service_leases_register (d, &err) < 0 || service_pull_register (d, &err) < 0
+      || service_gc_register (d, &err) < 0 || gc_start (d, &err) < 0)
     goto out;
   if (listen_api (&rt, &err) < 0)
     goto out;

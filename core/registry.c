@@ -22,7 +22,7 @@
 
 struct registry
 {
-  struct registry_options opts;
+  struct plugin_registry_options opts;
   plugin **items;
   size_t n;
   size_t ninit; /* how many inits ran; init_order counts up to it */
@@ -82,7 +82,7 @@ reg_log (registry *reg, int level, const plugin *p, const char *fmt, ...)
 }
 
 registry *
-registry_new (const struct registry_options *opts)
+registry_new (const struct plugin_registry_options *opts)
 {
   registry *reg = calloc (1, sizeof *reg);
   if (reg == NULL)

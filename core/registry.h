@@ -74,7 +74,7 @@ typedef int (*registry_cfg_fn) (void *data, const plugin *p, const char *key, st
 typedef int (*registry_publish_fn) (void *data, const plugin *p, const char *ns, const char *topic,
                                     const char *const *fields);
 
-struct registry_options
+struct plugin_registry_options
 {
   const char *root;                   /* daemon root; plugin roots are <root>/<full name> */
   const char *state;                  /* daemon state dir */
@@ -90,7 +90,7 @@ struct registry_options
 
 typedef struct registry registry;
 
-registry *registry_new (const struct registry_options *opts);
+registry *registry_new (const struct plugin_registry_options *opts);
 /* fini in reverse init order; never dlclose. */
 void registry_free (registry *reg);
 

@@ -165,7 +165,7 @@ store_open_at (struct store *s, const char *top)
   s->top = strdup (top);
   s->state = join ("%s.state", top);
   s->root = join ("%s/" PLUGIN_NAME, top);
-  struct registry_options o = {
+  struct plugin_registry_options o = {
     .root = s->top, .state = s->state, .log = capture_log, .cfg = cfg_max_age >= 0 ? cfg_answer : NULL,
   };
   s->reg = registry_new (&o);

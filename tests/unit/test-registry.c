@@ -175,19 +175,19 @@ cfg_greeting (void *data, const plugin *p, const char *key, struct berth_cfg_val
   return BERTH_E_NOTFOUND;
 }
 
-static struct registry_options
+static struct plugin_registry_options
 default_options (void)
 {
   /* berthd refuses files not owned by root; when the tests do not run as
    * root the build tree is not owned by root either. */
-  return (struct registry_options){
+  return (struct plugin_registry_options){
     .check_owner = geteuid () == 0,
     .log = capture_log,
   };
 }
 
 static registry *
-new_registry_with (const struct registry_options *opts)
+new_registry_with (const struct plugin_registry_options *opts)
 {
   registry *reg = registry_new (opts);
   ck_assert_ptr_nonnull (reg);
@@ -197,7 +197,7 @@ new_registry_with (const struct registry_options *opts)
 static registry *
 new_registry (void)
 {
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   return new_registry_with (&o);
 }
 
@@ -253,7 +253,7 @@ init_all_ok (registry *reg)
 
 START_TEST (test_frozen_abi_1_0_plugin_loads_inits_and_uses_the_host_table)
 {
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   o.cfg = cfg_greeting;
   registry *reg = new_registry_with (&o);
   load_ok (reg, "frozen-1.0");
@@ -281,7 +281,7 @@ END_TEST
 
 START_TEST (test_frozen_abi_1_0_methods_are_called_through_the_host_copy)
 {
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   o.cfg = cfg_greeting;
   registry *reg = new_registry_with (&o);
   load_ok (reg, "frozen-1.0");
@@ -617,7 +617,7 @@ END_TEST
 START_TEST (test_disabled_plugin_is_listed_disabled_and_never_inited)
 {
   static const char *const disabled[] = { "io.berth.content.v1.fixture-ok", NULL };
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   o.disabled = disabled;
   registry *reg = new_registry_with (&o);
   load_ok (reg, "ok");
@@ -636,7 +636,7 @@ END_TEST
 START_TEST (test_required_plugin_failure_stops_start_up_with_its_reason)
 {
   static const char *const required[] = { "io.berth.content.v1.init-error", NULL };
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   o.required = required;
   registry *reg = new_registry_with (&o);
   load_ok (reg, "ok");
@@ -656,7 +656,7 @@ END_TEST
 START_TEST (test_required_plugin_that_is_skipped_also_stops_start_up)
 {
   static const char *const required[] = { "io.berth.snapshotter.v1.init-skip", NULL };
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   o.required = required;
   registry *reg = new_registry_with (&o);
   load_ok (reg, "init-skip");
@@ -671,7 +671,7 @@ END_TEST
 START_TEST (test_required_plugin_that_is_not_loaded_stops_start_up)
 {
   static const char *const required[] = { "io.berth.content.v1.nowhere", NULL };
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   o.required = required;
   registry *reg = new_registry_with (&o);
   load_ok (reg, "ok");
@@ -686,7 +686,7 @@ END_TEST
 START_TEST (test_required_plugin_that_is_ok_lets_start_up_continue)
 {
   static const char *const required[] = { "io.berth.content.v1.fixture-ok", NULL };
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   o.required = required;
   registry *reg = new_registry_with (&o);
   load_ok (reg, "ok");
@@ -730,7 +730,7 @@ START_TEST (test_a_directory_of_every_fixture_loads_what_it_can_and_keeps_going)
   free (copy_fixture ("ok", "README", 0644));   /* junk: ignored with a warning */
   free (copy_fixture ("ok", "ok.la", 0644));    /* libtool's file beside each plugin: ignored */
 
-  struct registry_options o = default_options ();
+  struct plugin_registry_options o = default_options ();
   o.cfg = cfg_greeting;
   registry *reg = new_registry_with (&o);
   _cleanup_error_ berth_error *err = NULL;
