@@ -70,6 +70,9 @@ struct cli_group
   const char *summary;
   const struct cli_command *commands; /* {NULL}-terminated; NULL for a plain command */
   const struct cli_command *self;     /* the command when commands == NULL */
+  /* Run when no subcommand is given or the next word is an option, as
+   * docker's `images` (= images ls) and `images -q`; NULL: print usage. */
+  const struct cli_command *default_command;
 };
 
 extern const struct cli_group *const cli_groups[];
@@ -113,5 +116,15 @@ int cli_split_label (const char *arg, char **ret_key, char **ret_value);
 
 /* "10s", "500ms", "2m", "1h", plain seconds; -1 if malformed. */
 long cli_parse_duration_ms (const char *s);
+
+/* berth pull and its twins `images pull` and `content fetch` (cli/cmd-pull.c):
+ * groups that offer them use these options, help and run functions. */
+extern const struct option cli_pull_options[];
+extern const char cli_pull_help[];
+#define CLI_PULL_SHORTOPTS "u:q"
+int berth_cmd_pull (struct cli *cli, int argc, char **argv);
+int berth_cmd_pull_content (struct cli *cli, int argc, char **argv);
+/* berth content explain DIGEST (cli/cmd-gc.c). */
+int berth_cmd_content_explain (struct cli *cli, int argc, char **argv);
 
 #endif

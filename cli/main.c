@@ -539,9 +539,12 @@ run (struct cli *cli, int argc, char **argv)
     }
   cli->group_name = g->name;
   const struct cli_command *c = g->self;
-  if (g->commands)
+  bool group_help = argc >= 2 && (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0);
+  if (g->commands && g->default_command && !group_help && (argc < 2 || argv[1][0] == '-'))
+    c = g->default_command; /* argv[0] (the group's name) stands for the command's */
+  else if (g->commands)
     {
-      if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0)
+      if (argc < 2 || group_help)
         {
           print_group_usage (argc < 2 ? stderr : stdout, g);
           return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
