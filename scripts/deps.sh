@@ -14,6 +14,8 @@ PACKAGES=(
   # tests: Check, the real ctr (and containerd + runc as the benchmark anchor),
   # curl for raw h2c requests, python3 for the shared runners, systemd's tools
   check containerd runc curl python3 systemd procps
+  # a real registry, test images built offline, and the tools that push them
+  docker-registry skopeo busybox-static zstd apache2-utils openssl
   # sanitizers and fuzzing
   clang libclang-rt-14-dev llvm
 )

@@ -35,7 +35,7 @@ run "$CTR" --address "$SOCK" namespaces rm build-1
 expect_rc 0 "ctr namespaces rm"
 run "$CTR" --address "$SOCK" namespaces ls -q
 expect_not_contains "build-1" "the namespace is gone"
-run "$CTR" --address "$SOCK" images ls
+run "$CTR" --address "$SOCK" snapshots ls
 expect_rc 1 "an unimplemented service answers an error, not a hang"
 expect_contains "unknown method" "Unimplemented names the method"
 
