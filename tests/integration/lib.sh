@@ -84,8 +84,10 @@ start_berthd_config () {
   BERTHD_PID=$!
   BERTHD_PIDS+=("$BERTHD_PID")
   local i
-  for i in $(seq 1 100); do
-    [ -S "$SOCK" ] && return 0
+  # Ready when it says it serves: a socket file alone may be a stale one
+  # left by a daemon that was killed.
+  for i in $(seq 1 200); do
+    grep -q "serving on" "$BERTHD_LOG" 2>/dev/null && [ -S "$SOCK" ] && return 0
     kill -0 "$BERTHD_PID" 2>/dev/null || break
     sleep 0.05
   done
