@@ -12,6 +12,8 @@
 #include "util/loop.h"
 #include "util/workers.h"
 
+struct events;
+
 struct daemon
 {
   struct berth_config *cfg;
@@ -20,6 +22,7 @@ struct daemon
   loop *loop;
   workers *workers;
   grpc_server *server;
+  struct events *events; /* core/events.h */
   char uuid[40];
   int64_t started_at;
 };
@@ -33,5 +36,6 @@ int service_images_register (struct daemon *d, berth_error **err);
 int service_leases_register (struct daemon *d, berth_error **err);
 int service_pull_register (struct daemon *d, berth_error **err);
 int service_gc_register (struct daemon *d, berth_error **err);
+/* service_events_register is in core/events.h. */
 
 #endif

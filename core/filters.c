@@ -271,3 +271,9 @@ filters_match (const filter_set *f, filter_adaptor adaptor, void *obj)
     }
   return false;
 }
+
+bool
+filters_is_empty (const filter_set *f)
+{
+  return f == NULL || f->n == 0;
+}

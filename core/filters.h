@@ -25,5 +25,7 @@ typedef const char *(*filter_adaptor) (void *obj, const char *const *path, size_
 int filters_parse (const char *const *filters, size_t n, filter_set **ret, berth_error **err);
 bool filters_match (const filter_set *f, filter_adaptor adaptor, void *obj);
 void filters_free (filter_set *f);
+/* True when the set has no filter (it matches everything). */
+bool filters_is_empty (const filter_set *f);
 
 #endif

@@ -19,6 +19,7 @@
 #include "fs.h"
 #include "gc.h"
 #include "daemon.h"
+#include "events.h"
 #include "log.h"
 #include "sd-notify.h"
 
@@ -432,6 +433,14 @@ run_daemon (struct options *o)
       goto out;
     }
   grpc_server_set_max_recv (d->server, (size_t) cfg->grpc.max_recv_message_size); /* range checked above */
+  d->events = events_new (d);
+  if (d->events == NULL)
+    {
+      berth_error_set (&err, BERTH_E_NOMEM, ENOMEM, "events");
+      goto out;
+    }
+  if (service_events_register (d, &err) < 0)
+    goto out;
   if (service_version_register (d, &err) < 0 || service_introspection_register (d, &err) < 0
       || service_namespaces_register (d, &err) < 0)
     goto out;
@@ -465,6 +474,7 @@ out:
     grpc_server_shutdown (d->server);
   workers_free (d->workers);
   grpc_server_free (d->server);
+  events_free (d->events);
   if (rt.socket_created)
     unlink (cfg->grpc.address);
   loop_free (d->loop);

@@ -28,6 +28,8 @@
 #include "api/service-pb.h"
 #include "api/service-util.h"
 #include "cleanup.h"
+#include "events.h"
+#include "github.com/containerd/containerd/api/events/content.pb-c.h"
 #include "filters.h"
 #include "gc.h"
 #include "github.com/containerd/containerd/api/services/content/v1/content.pb-c.h"
@@ -210,6 +212,12 @@ ct_work (void *data)
         if ((j->r = validate_digest (q->digest, &j->err)) == 0)
           j->r = meta_content_delete (m, j->ns, q->digest, &j->err);
         j->deleted = j->r == 0;
+        if (j->deleted && events_has_subscribers (j->d->events))
+          {
+            Containerd__Events__ContentDelete ev = CONTAINERD__EVENTS__CONTENT_DELETE__INIT;
+            ev.digest = q->digest;
+            events_publish (j->d->events, j->ns, "/content/delete", &ev.base);
+          }
         break;
       }
     case CT_STATUS:

@@ -12,6 +12,8 @@
 #include "api/service-pb.h"
 #include "api/service-util.h"
 #include "cleanup.h"
+#include "events.h"
+#include "github.com/containerd/containerd/api/events/image.pb-c.h"
 #include "gc.h"
 #include "github.com/containerd/containerd/api/services/images/v1/images.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
@@ -89,6 +91,50 @@ job_one (struct img_job *j)
   return 0;
 }
 
+/* /images/create, /images/update, /images/delete on the events stream. */
+static void
+image_event (struct img_job *j)
+{
+  if (!events_has_subscribers (j->d->events))
+    return;
+  _cleanup_arena_ pb_arena *a = pb_arena_new ();
+  if (a == NULL)
+    return;
+  switch (j->op)
+    {
+    case IMG_CREATE:
+      {
+        Containerd__Services__Images__V1__ImageCreate *ev
+            = pb_new (a, &containerd__services__images__v1__image_create__descriptor);
+        ev->name = pb_strdup (a, j->items[0].name);
+        ev->labels = pb_map (a, &containerd__services__images__v1__image_create__labels_entry__descriptor,
+                             &j->items[0].labels, &ev->n_labels);
+        events_publish (j->d->events, j->ns, "/images/create", &ev->base);
+        break;
+      }
+    case IMG_UPDATE:
+      {
+        Containerd__Services__Images__V1__ImageUpdate *ev
+            = pb_new (a, &containerd__services__images__v1__image_update__descriptor);
+        ev->name = pb_strdup (a, j->items[0].name);
+        ev->labels = pb_map (a, &containerd__services__images__v1__image_update__labels_entry__descriptor,
+                             &j->items[0].labels, &ev->n_labels);
+        events_publish (j->d->events, j->ns, "/images/update", &ev->base);
+        break;
+      }
+    case IMG_DELETE:
+      {
+        Containerd__Services__Images__V1__ImageDelete *ev
+            = pb_new (a, &containerd__services__images__v1__image_delete__descriptor);
+        ev->name = pb_strdup (a, ((Containerd__Services__Images__V1__DeleteImageRequest *) j->req)->name);
+        events_publish (j->d->events, j->ns, "/images/delete", &ev->base);
+        break;
+      }
+    default:
+      break;
+    }
+}
+
 static void
 img_work (void *data)
 {
@@ -158,6 +204,8 @@ img_work (void *data)
     }
   if (j->r < 0 && j->err == NULL)
     berth_error_set (&j->err, j->r, 0, "images");
+  if (j->r == 0)
+    image_event (j);
   image_borrowed_clear (&img);
 }
 

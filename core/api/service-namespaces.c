@@ -12,7 +12,9 @@
 
 #include "api/service-util.h"
 #include "cleanup.h"
+#include "events.h"
 #include "filters.h"
+#include "github.com/containerd/containerd/api/events/namespace.pb-c.h"
 #include "github.com/containerd/containerd/api/services/namespaces/v1/namespace.pb-c.h"
 
 typedef Containerd__Services__Namespaces__V1__Namespace pb_ns;
@@ -81,6 +83,56 @@ ns_field (void *obj, const char *const *path, size_t n)
   if (n == 2 && strcmp (path[0], "labels") == 0)
     return labels_get (&ns->labels, path[1]);
   return NULL;
+}
+
+/* /namespaces/create, /namespaces/update, /namespaces/delete. */
+static void
+ns_event (struct ns_job *j)
+{
+  events *e = j->d->events;
+  if (!events_has_subscribers (e))
+    return;
+  if (j->op == NS_DELETE)
+    {
+      Containerd__Events__NamespaceDelete ev = CONTAINERD__EVENTS__NAMESPACE_DELETE__INIT;
+      ev.name = ((Containerd__Services__Namespaces__V1__DeleteNamespaceRequest *) j->req)->name;
+      events_publish (e, ev.name, "/namespaces/delete", &ev.base);
+      return;
+    }
+  if (j->op != NS_CREATE && j->op != NS_UPDATE)
+    return;
+  const struct meta_namespace *ns = &j->items[0];
+  /* Create and Update events have the same shape (name, labels). */
+  _cleanup_free_ Containerd__Events__NamespaceCreate__LabelsEntry *ents = calloc (ns->labels.n + 1, sizeof *ents);
+  _cleanup_free_ Containerd__Events__NamespaceCreate__LabelsEntry **ptrs = calloc (ns->labels.n + 1, sizeof *ptrs);
+  if (ents == NULL || ptrs == NULL)
+    return;
+  for (size_t i = 0; i < ns->labels.n; i++)
+    {
+      Containerd__Events__NamespaceCreate__LabelsEntry init = CONTAINERD__EVENTS__NAMESPACE_CREATE__LABELS_ENTRY__INIT;
+      ents[i] = init;
+      if (j->op == NS_UPDATE)
+        ents[i].base.descriptor = &containerd__events__namespace_update__labels_entry__descriptor;
+      ents[i].key = ns->labels.keys[i];
+      ents[i].value = ns->labels.values[i];
+      ptrs[i] = &ents[i];
+    }
+  if (j->op == NS_CREATE)
+    {
+      Containerd__Events__NamespaceCreate ev = CONTAINERD__EVENTS__NAMESPACE_CREATE__INIT;
+      ev.name = ns->name;
+      ev.labels = ptrs;
+      ev.n_labels = ns->labels.n;
+      events_publish (e, ns->name, "/namespaces/create", &ev.base);
+    }
+  else
+    {
+      Containerd__Events__NamespaceUpdate ev = CONTAINERD__EVENTS__NAMESPACE_UPDATE__INIT;
+      ev.name = ns->name;
+      ev.labels = (Containerd__Events__NamespaceUpdate__LabelsEntry **) ptrs;
+      ev.n_labels = ns->labels.n;
+      events_publish (e, ns->name, "/namespaces/update", &ev.base);
+    }
 }
 
 static void
@@ -158,6 +210,8 @@ ns_work (void *data)
     }
   if (j->r < 0 && j->err == NULL)
     berth_error_set (&j->err, j->r, 0, "namespaces");
+  if (j->r == 0)
+    ns_event (j);
   labels_clear (&labels);
 }
 

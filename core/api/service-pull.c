@@ -12,6 +12,7 @@
 #include "api/service-util.h"
 #include "berth/services/v1/pull.pb-c.h"
 #include "cleanup.h"
+#include "events.h"
 #include "pull/pull.h"
 
 struct pull_call
@@ -109,6 +110,17 @@ pull_progress (const struct pull_status *st, void *data)
   uint8_t *frame = pack_status (st, &len);
   if (frame == NULL)
     return;
+  /* Progress also goes on the events stream (topic /pull/progress), for
+   * whoever watches pulls they did not start. */
+  if (events_has_subscribers (pc->d->events))
+    {
+      Berth__Services__V1__PullProgress *m = berth__services__v1__pull_progress__unpack (NULL, len, frame);
+      if (m)
+        {
+          events_publish (pc->d->events, pc->ns, "/pull/progress", &m->base);
+          protobuf_c_message_free_unpacked (&m->base, NULL);
+        }
+    }
   pthread_mutex_lock (&pc->lock);
   free (pc->frame);
   pc->frame = frame;

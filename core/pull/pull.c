@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "events.h"
+#include "github.com/containerd/containerd/api/events/image.pb-c.h"
 #include "host-objects.h"
 #include "log.h"
 #include "plugin-calls.h"
@@ -650,7 +652,27 @@ pull_run (struct daemon *d, const struct pull_request *req, pull_progress_fn fn,
       struct meta_descriptor target = {
         .media_type = st.target_mt, .digest = st.target_digest, .size = st.target_size,
       };
+      struct meta_image old;
+      _cleanup_error_ berth_error *e = NULL;
+      bool existed = meta_image_get (d->meta, req->ns, st.name, &old, &e) == 0;
+      if (existed)
+        meta_image_clear (&old);
       r = meta_image_create_or_update (d->meta, req->ns, st.name, &target, NULL, err);
+      if (r == 0 && events_has_subscribers (d->events))
+        {
+          if (existed)
+            {
+              Containerd__Services__Images__V1__ImageUpdate ev = CONTAINERD__SERVICES__IMAGES__V1__IMAGE_UPDATE__INIT;
+              ev.name = st.name;
+              events_publish (d->events, req->ns, "/images/update", &ev.base);
+            }
+          else
+            {
+              Containerd__Services__Images__V1__ImageCreate ev = CONTAINERD__SERVICES__IMAGES__V1__IMAGE_CREATE__INIT;
+              ev.name = st.name;
+              events_publish (d->events, req->ns, "/images/create", &ev.base);
+            }
+        }
     }
   /* The image record (or, for content only, the lease's expiry) holds the
    * content from now on.  A failed pull keeps its lease until it expires,
