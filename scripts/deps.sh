@@ -9,6 +9,8 @@ PACKAGES=(
   # libraries the design names (ARCHITECTURE.md)
   libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev libsqlite3-dev libjson-c-dev
   libcurl4-openssl-dev libssl-dev
+  # diff apply: tar parsing, gzip (ISA-L, zlib fallback), zstd
+  libarchive-dev libisal-dev libzstd-dev zlib1g-dev
   # the containerd API .proto files, compiled at build time
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
   # tests: Check, the real ctr (and containerd + runc as the benchmark anchor),

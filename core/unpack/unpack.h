@@ -1,0 +1,88 @@
+/* Diff apply: an OCI layer (tar, gzip or zstd) applied onto a directory.
+ *
+ * The layer arrives as a stream of compressed bytes pulled through `read`
+ * (so that a layer is applied while it downloads: the caller feeds a pipe
+ * from the registry client's sink).  unpack_apply decompresses (ISA-L igzip
+ * for gzip where available, else zlib; libzstd for zstd), hashes the
+ * uncompressed stream (the diffID, sha256) and hands it to libarchive,
+ * applying each entry under `root` with path safety: no entry may write
+ * outside root (`..`, absolute names, symlinks or hard links pointing out,
+ * a symlinked parent) — every path is resolved with openat2
+ * RESOLVE_IN_ROOT (or an equivalent fallback), and a refused entry fails
+ * the whole apply with BERTH_E_INVALID naming the entry.
+ *
+ * Whiteouts (OCI image-spec layer.md): `.wh.<name>` deletes <name> below,
+ * `.wh..wh..opq` makes its directory opaque.  In UNPACK_OVERLAY mode they
+ * are written for overlayfs (a 0/0 character device for a deleted name,
+ * xattr trusted.overlay.opaque=y on an opaque directory), in UNPACK_NATIVE
+ * mode they are applied (the name removed from the tree, an opaque
+ * directory emptied first).
+ *
+ * Blocking; run it on a worker thread.  Thread-safe across different roots.
+ */
+#ifndef BERTH_CORE_UNPACK_H
+#define BERTH_CORE_UNPACK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+enum unpack_mode
+{
+  UNPACK_OVERLAY, /* upper directory of an overlay layer: whiteouts as overlayfs wants them */
+  UNPACK_NATIVE,  /* a full copy of the parent: whiteouts applied as deletions */
+};
+
+enum unpack_compression
+{
+  UNPACK_AUTO = 0, /* sniffed from the magic bytes as containerd does; the media type only
+                    * decides for a stream shorter than 4 bytes */
+  UNPACK_NONE,
+  UNPACK_GZIP,
+  UNPACK_ZSTD,
+};
+
+/* Returns bytes read (> 0), 0 at the end, or a negative BERTH_E_* code.
+ * Called only from the thread running unpack_apply. */
+typedef ssize_t (*unpack_read_fn) (void *data, void *buf, size_t len);
+
+struct unpack_options
+{
+  enum unpack_mode mode;
+  enum unpack_compression compression;
+  const char *media_type;    /* for UNPACK_AUTO; may be NULL */
+  bool same_owner;           /* chown entries to their uid/gid (root) */
+  const volatile int *cancelled; /* polled between entries and reads; may be NULL */
+  /* UNPACK_OVERLAY: the lower layers' directories, nearest first, NULL-
+   * terminated; a parent directory missing from the layer is created with
+   * the attributes (owner, mode, times, xattrs but trusted.*) of the first
+   * lower layer that has it, as containerd's mkparent.  May be NULL (0755). */
+  const char *const *parents;
+};
+
+struct unpack_result
+{
+  char diff_id[80];        /* "sha256:<hex>" of the uncompressed stream, read to its end
+                            * (padding after the tar's end-of-archive blocks included) */
+  int64_t uncompressed;    /* bytes */
+  int64_t entries;         /* tar entries read, whiteouts included */
+};
+
+/* Apply the layer read through `read` onto `root` (a directory; the caller
+ * owns it).  On error the tree may hold part of the layer: the caller
+ * discards the snapshot.  Errors: BERTH_E_INVALID for a refused entry
+ * ("layer entry `NAME`: path escapes the root", ...) or a corrupt, truncated
+ * or non-tar stream; BERTH_E_PERMISSION for a device node without
+ * CAP_MKNOD; BERTH_E_CANCELLED; what `read` returned; errno classes for the
+ * file system.  The diffID is not compared here: the caller checks it
+ * against the image config. */
+int unpack_apply (const char *root, unpack_read_fn read, void *data, const struct unpack_options *o,
+                  struct unpack_result *ret, berth_error **err);
+
+/* Convenience: apply from a file descriptor (read until EOF). */
+int unpack_apply_fd (const char *root, int fd, const struct unpack_options *o, struct unpack_result *ret,
+                     berth_error **err);
+
+#endif
