@@ -17,6 +17,7 @@ extern const struct cli_group cli_group_namespaces;
 extern const struct cli_group cli_group_plugins;
 extern const struct cli_group cli_group_pull;
 extern const struct cli_group cli_group_rmi;
+extern const struct cli_group cli_group_snapshots;
 extern const struct cli_group cli_group_tag;
 extern const struct cli_group cli_group_version;
 
@@ -31,6 +32,7 @@ const struct cli_group *const cli_groups[] = {
   &cli_group_plugins,
   &cli_group_pull,
   &cli_group_rmi,
+  &cli_group_snapshots,
   &cli_group_tag,
   &cli_group_version,
   NULL,

@@ -36,6 +36,8 @@ int service_images_register (struct daemon *d, berth_error **err);
 int service_leases_register (struct daemon *d, berth_error **err);
 int service_pull_register (struct daemon *d, berth_error **err);
 int service_gc_register (struct daemon *d, berth_error **err);
+int service_snapshots_register (struct daemon *d, berth_error **err);
+int service_diff_register (struct daemon *d, berth_error **err);
 /* service_events_register is in core/events.h. */
 
 #endif

@@ -12,12 +12,15 @@
 #include "gc.h"
 #include "log.h"
 #include "plugin-calls.h"
+#include "snapshots.h"
 
 #define LABEL_ROOT "containerd.io/gc.root"
 #define LABEL_REF_CONTENT "containerd.io/gc.ref.content"
+#define LABEL_REF_SNAPSHOT "containerd.io/gc.ref.snapshot."
 
 #define WHY_CONTENT "unreferenced: no image, lease or gc.ref label points at it"
 #define WHY_BLOB "no namespace has a content record for it"
+#define WHY_SNAPSHOT "unreferenced: no lease, gc.root label, gc.ref.snapshot label or child snapshot points at it"
 
 const char *
 gc_kind_name (enum gc_kind k)
@@ -27,6 +30,7 @@ gc_kind_name (enum gc_kind k)
     case GC_CONTENT: return "content";
     case GC_LEASE: return "lease";
     case GC_BLOB: return "blob";
+    case GC_SNAPSHOT: return "snapshot";
     }
   return "?";
 }
@@ -135,6 +139,7 @@ struct root
   char *desc;          /* "image docker.io/library/busybox:latest" */
   const char *digest;  /* first node */
   char *edge;          /* how the root reaches it: "index", "label ...", NULL */
+  char *snapshotter;   /* non-NULL: the root is snapshot (snapshotter, digest) */
 };
 
 struct ns_graph
@@ -151,6 +156,10 @@ struct ns_graph
   size_t *nres;
   struct root *roots;
   size_t nroots;
+  /* Snapshot nodes follow the content nodes: node nrecs + i is snaps[i]. */
+  struct meta_snapshot *snaps; /* sorted by snapshotter, key */
+  size_t nsnaps;
+  char **snap_names; /* "snapshot <snapshotter>/<key>" */
 };
 
 static void
@@ -168,8 +177,13 @@ graph_clear (struct ns_graph *g)
     {
       free (g->roots[i].desc);
       free (g->roots[i].edge);
+      free (g->roots[i].snapshotter);
     }
   free (g->roots);
+  for (size_t i = 0; g->snap_names && i < g->nsnaps; i++)
+    free (g->snap_names[i]);
+  free (g->snap_names);
+  meta_snapshots_free (g->snaps, g->nsnaps);
   memset (g, 0, sizeof *g);
 }
 
@@ -189,6 +203,57 @@ graph_find (const struct ns_graph *g, const char *digest)
         hi = mid;
     }
   return -1;
+}
+
+/* Snapshot node of (snapshotter[0..snlen), key), or -1. */
+static ssize_t
+graph_find_snap (const struct ns_graph *g, const char *sn, size_t snlen, const char *key)
+{
+  size_t lo = 0, hi = g->nsnaps;
+  while (lo < hi)
+    {
+      size_t mid = (lo + hi) / 2;
+      const char *msn = g->snaps[mid].snapshotter;
+      int c = strncmp (msn, sn, snlen);
+      if (c == 0)
+        c = msn[snlen] == '\0' ? 0 : 1;
+      if (c == 0)
+        c = strcmp (g->snaps[mid].key, key);
+      if (c == 0)
+        return (ssize_t) (g->nrecs + mid);
+      if (c < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  return -1;
+}
+
+/* containerd.io/gc.ref.snapshot.<snapshotter>[/<name>]: the snapshotter's
+ * name and length, or NULL. */
+static const char *
+snap_ref_label (const char *key, size_t *ret_len)
+{
+  size_t n = strlen (LABEL_REF_SNAPSHOT);
+  if (strncmp (key, LABEL_REF_SNAPSHOT, n) != 0 || key[n] == '\0' || key[n] == '/')
+    return NULL;
+  const char *sn = key + n;
+  const char *slash = strchr (sn, '/');
+  *ret_len = slash ? (size_t) (slash - sn) : strlen (sn);
+  return sn;
+}
+
+/* The name of node i for reports. */
+static const char *
+node_name (const struct ns_graph *g, size_t i)
+{
+  return i < g->nrecs ? g->recs[i].digest : g->snap_names[i - g->nrecs];
+}
+
+static const berth_labels *
+node_labels (const struct ns_graph *g, size_t i)
+{
+  return i < g->nrecs ? &g->recs[i].labels : &g->snaps[i - g->nrecs].labels;
 }
 
 static bool
@@ -239,6 +304,32 @@ graph_add_root (struct ns_graph *g, const char *digest, const char *edge, const 
   return 0;
 }
 
+/* A root that is a snapshot; edge is the label that names it, or NULL. */
+static int
+graph_add_snap_root (struct ns_graph *g, const char *sn, size_t snlen, const char *key, const char *label,
+                     const char *fmt, ...) __attribute__ ((format (printf, 6, 7)));
+
+static int
+graph_add_snap_root (struct ns_graph *g, const char *sn, size_t snlen, const char *key, const char *label,
+                     const char *fmt, ...)
+{
+  _cleanup_free_ char *desc = NULL;
+  va_list ap;
+  va_start (ap, fmt);
+  int n = vasprintf (&desc, fmt, ap);
+  va_end (ap);
+  if (n < 0)
+    return BERTH_E_NOMEM;
+  _cleanup_free_ char *edge = NULL;
+  if (label && asprintf (&edge, "label %s", label) < 0)
+    return BERTH_E_NOMEM;
+  int r = graph_add_root (g, key, edge, "%s", desc);
+  if (r < 0)
+    return r;
+  g->roots[g->nroots - 1].snapshotter = strndup (sn, snlen);
+  return g->roots[g->nroots - 1].snapshotter ? 0 : BERTH_E_NOMEM;
+}
+
 static int
 graph_load (meta *m, const char *ns, int64_t now, struct ns_graph *g, berth_error **err)
 {
@@ -249,8 +340,19 @@ graph_load (meta *m, const char *ns, int64_t now, struct ns_graph *g, berth_erro
     r = meta_image_list (m, ns, NULL, 0, &g->imgs, &g->nimgs, err);
   if (r == 0)
     r = meta_lease_list (m, ns, NULL, 0, &g->leases, &g->nleases, err);
+  if (r == 0)
+    r = meta_snapshot_list (m, ns, NULL, NULL, 0, &g->snaps, &g->nsnaps, err);
   if (r < 0)
     return r;
+  g->snap_names = calloc (g->nsnaps + 1, sizeof *g->snap_names);
+  if (g->snap_names == NULL)
+    return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "gc");
+  for (size_t i = 0; i < g->nsnaps; i++)
+    if (asprintf (&g->snap_names[i], "snapshot %s/%s", g->snaps[i].snapshotter, g->snaps[i].key) < 0)
+      {
+        g->snap_names[i] = NULL;
+        return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "gc");
+      }
   g->res = calloc (g->nleases + 1, sizeof *g->res);
   g->nres = calloc (g->nleases + 1, sizeof *g->nres);
   g->expired = calloc (g->nleases + 1, sizeof *g->expired);
@@ -281,10 +383,25 @@ graph_load (meta *m, const char *ns, int64_t now, struct ns_graph *g, berth_erro
             r = graph_add_root (g, v, edge, "image %s", img->name);
           }
     }
+  for (size_t i = 0; r == 0 && i < g->nimgs; i++)
+    {
+      size_t it = 0, snlen;
+      const char *k, *v, *sn;
+      while (r == 0 && labels_next (&g->imgs[i].labels, &it, &k, &v))
+        if ((sn = snap_ref_label (k, &snlen)) != NULL)
+          r = graph_add_snap_root (g, sn, snlen, v, k, "image %s", g->imgs[i].name);
+    }
   for (size_t i = 0; r == 0 && i < g->nleases; i++)
     for (size_t j = 0; r == 0 && !g->expired[i] && j < g->nres[i]; j++)
       if (strcmp (g->res[i][j].type, "content") == 0)
         r = graph_add_root (g, g->res[i][j].id, NULL, "lease %s", g->leases[i].id);
+      else if (strncmp (g->res[i][j].type, "snapshots/", 10) == 0)
+        r = graph_add_snap_root (g, g->res[i][j].type + 10, strlen (g->res[i][j].type + 10), g->res[i][j].id, NULL,
+                                 "lease %s", g->leases[i].id);
+  for (size_t i = 0; r == 0 && i < g->nsnaps; i++)
+    if (labels_get (&g->snaps[i].labels, LABEL_ROOT))
+      r = graph_add_snap_root (g, g->snaps[i].snapshotter, strlen (g->snaps[i].snapshotter), g->snaps[i].key,
+                               NULL, "snapshot labelled " LABEL_ROOT);
   for (size_t i = 0; r == 0 && i < g->nrecs; i++)
     if (labels_get (&g->recs[i].labels, LABEL_ROOT))
       r = graph_add_root (g, g->recs[i].digest, "label " LABEL_ROOT, "content");
@@ -316,7 +433,7 @@ walk_free (struct walk *w)
 static int
 graph_walk (const struct ns_graph *g, ssize_t only, struct walk *w)
 {
-  size_t n = g->nrecs + 1;
+  size_t n = g->nrecs + g->nsnaps + 1;
   w->marked = calloc (n, sizeof *w->marked);
   w->parent = calloc (n, sizeof *w->parent);
   w->edge = calloc (n, sizeof *w->edge);
@@ -329,7 +446,9 @@ graph_walk (const struct ns_graph *g, ssize_t only, struct walk *w)
     {
       if (only >= 0 && (size_t) only != ri)
         continue;
-      ssize_t i = graph_find (g, g->roots[ri].digest);
+      const struct root *rt = &g->roots[ri];
+      ssize_t i = rt->snapshotter ? graph_find_snap (g, rt->snapshotter, strlen (rt->snapshotter), rt->digest)
+                                  : graph_find (g, rt->digest);
       if (i < 0 || w->marked[i])
         continue;
       w->marked[i] = true;
@@ -343,11 +462,28 @@ graph_walk (const struct ns_graph *g, ssize_t only, struct walk *w)
       size_t i = queue[head++];
       size_t it = 0;
       const char *k, *v;
-      while (labels_next (&g->recs[i].labels, &it, &k, &v))
+      if (i >= g->nrecs && *g->snaps[i - g->nrecs].parent)
         {
-          if (!is_ref_label (k))
-            continue;
-          ssize_t j = graph_find (g, v);
+          const struct meta_snapshot *sp = &g->snaps[i - g->nrecs];
+          ssize_t j = graph_find_snap (g, sp->snapshotter, strlen (sp->snapshotter), sp->parent);
+          if (j >= 0 && !w->marked[j])
+            {
+              w->marked[j] = true;
+              w->parent[j] = (ssize_t) i;
+              w->edge[j] = "parent";
+              w->root_of[j] = w->root_of[i];
+              queue[tail++] = (size_t) j;
+            }
+        }
+      while (labels_next (node_labels (g, i), &it, &k, &v))
+        {
+          size_t snlen;
+          const char *sn;
+          ssize_t j = -1;
+          if (is_ref_label (k))
+            j = graph_find (g, v);
+          else if ((sn = snap_ref_label (k, &snlen)) != NULL)
+            j = graph_find_snap (g, sn, snlen, v);
           if (j < 0 || w->marked[j])
             continue;
           w->marked[j] = true;
@@ -388,6 +524,51 @@ collect_blob (const struct berth_content_info *info, void *data)
   return 0;
 }
 
+/* Remove the unmarked snapshot records, children first (every descendant of
+ * an unmarked snapshot is unmarked too: a marked child marks its parent). */
+static int
+sweep_snapshots (meta *m, const struct ns_graph *g, const struct walk *w, bool dry_run, struct gc_report *rep,
+                 berth_error **err)
+{
+  _cleanup_free_ bool *gone = calloc (g->nsnaps + 1, sizeof *gone);
+  if (gone == NULL)
+    return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "gc");
+  int r = 0;
+  for (bool progress = true; r == 0 && progress;)
+    {
+      progress = false;
+      for (size_t i = 0; r == 0 && i < g->nsnaps; i++)
+        {
+          const struct meta_snapshot *s = &g->snaps[i];
+          if (w->marked[g->nrecs + i] || gone[i])
+            continue;
+          bool children = false;
+          for (size_t c = 0; !children && c < g->nsnaps; c++)
+            children = !gone[c] && strcmp (g->snaps[c].parent, s->key) == 0
+                       && strcmp (g->snaps[c].snapshotter, s->snapshotter) == 0;
+          if (children)
+            continue;
+          if (!dry_run)
+            {
+              _cleanup_error_ berth_error *e = NULL;
+              int rr = meta_snapshot_remove (m, g->ns, s->snapshotter, s->key, NULL, &e);
+              if (rr < 0 && rr != BERTH_E_NOTFOUND)
+                {
+                  r = berth_error_take (err, TAKE_PTR (e));
+                  break;
+                }
+            }
+          gone[i] = true;
+          progress = true;
+          _cleanup_free_ char *id = NULL;
+          if (asprintf (&id, "%s/%s", s->snapshotter, s->key) < 0)
+            return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "gc");
+          r = report_add (rep, GC_SNAPSHOT, g->ns, id, 0, WHY_SNAPSHOT, err);
+        }
+    }
+  return r;
+}
+
 static int
 collect_ns (meta *m, const char *ns, bool sweep, bool dry_run, int64_t now, struct strset *survivors,
             struct gc_report *rep, berth_error **err)
@@ -421,6 +602,8 @@ collect_ns (meta *m, const char *ns, bool sweep, bool dry_run, int64_t now, stru
       if (r == 0)
         r = report_add (rep, GC_CONTENT, ns, g.recs[i].digest, g.recs[i].size, WHY_CONTENT, err);
     }
+  if (r == 0 && sweep)
+    r = sweep_snapshots (m, &g, &w, dry_run, rep, err);
   walk_free (&w);
   graph_clear (&g);
   return r;
@@ -535,13 +718,15 @@ explain_ns (const struct ns_graph *g, ssize_t target, bool prefix_ns, char **tex
       for (size_t p = 0; r == 0 && p < len; p++)
         {
           const char *edge = w.edge[path[p]];
-          const char *digest = g->recs[path[p]].digest;
+          const char *digest = node_name (g, (size_t) path[p]);
           if (p == 0 && edge && strncmp (edge, "label ", 6) != 0)
             r = append (text, " -> %s %s", edge, digest); /* "index sha256:..." */
           else if (p == 0 && edge)
             r = append (text, " -> %s (%s)", digest, edge);
           else if (p == 0)
             r = append (text, " -> %s", digest);
+          else if (strcmp (edge, "parent") == 0)
+            r = append (text, " -> %s (parent)", digest);
           else
             r = append (text, " -> %s (label %s)", digest, edge);
         }
@@ -647,7 +832,19 @@ gc_run (struct daemon *d, const char *ns, bool dry_run, struct gc_report *ret, b
   /* Without a store GC still sweeps the metadata; blobs wait for a run
    * with the store present. */
   gc_content_store (d, &store, &e);
-  return gc_collect (d->meta, store, ns, dry_run, now_ns (), ret, err);
+  /* Mutations of snapshots hold the shared side: none is half-done while
+   * records are swept and the plugins' orphans removed. */
+  snaps_lock_exclusive ();
+  int r = gc_collect (d->meta, store, ns, dry_run, now_ns (), ret, err);
+  for (size_t i = 0; r == 0 && d->reg && i < registry_count (d->reg); i++)
+    {
+      plugin *p = registry_at (d->reg, i);
+      if (p->desc.kind != BERTH_KIND_SNAPSHOTTER || p->status != PLUGIN_OK)
+        continue;
+      r = snaps_sweep_backend (d->meta, p, dry_run, NULL, err);
+    }
+  snaps_unlock_exclusive ();
+  return r;
 }
 
 int

@@ -7,8 +7,17 @@
  * edges are content labels containerd.io/gc.ref.content[.<anything>] whose
  * value is a digest.  Sweep: expired leases, unmarked content records, then
  * blobs of the store that no namespace has a record for.  Ingests are left
- * to the store (it cleans stale ones itself); snapshots and containers join
- * when their issues land.
+ * to the store (it cleans stale ones itself); containers join when their
+ * issue lands.
+ *
+ * Snapshots (containerd's metadata/gc.go): roots are snapshots held by a
+ * live lease ("snapshots/<snapshotter>" resources) and snapshots labelled
+ * containerd.io/gc.root; edges are a snapshot's parent and the labels
+ * containerd.io/gc.ref.snapshot.<snapshotter>[/<anything>] = <key> on
+ * content (the image config that ctr and the pull label with the chainID),
+ * images and snapshots, and containerd.io/gc.ref.content* on snapshots.
+ * Unmarked snapshot records are removed (children first); gc_run() then
+ * removes from each snapshotter plugin the snapshots no record names.
  *
  * The whole run holds the metadata lock (meta_lock), so nothing can add a
  * reference between mark and sweep.  Everything here blocks (SQLite writes,
@@ -37,9 +46,10 @@ enum gc_kind
   GC_CONTENT, /* a content record in a namespace */
   GC_LEASE,   /* an expired lease */
   GC_BLOB,    /* a blob of the content store (no namespace) */
+  GC_SNAPSHOT, /* a snapshot record in a namespace; id "<snapshotter>/<key>" */
 };
 
-const char *gc_kind_name (enum gc_kind k); /* "content", "lease", "blob" */
+const char *gc_kind_name (enum gc_kind k); /* "content", "lease", "blob", "snapshot" */
 
 struct gc_item
 {

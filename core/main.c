@@ -446,7 +446,8 @@ run_daemon (struct options *o)
     goto out;
   if (service_content_register (d, &err) < 0 || service_images_register (d, &err) < 0
       || service_leases_register (d, &err) < 0 || service_pull_register (d, &err) < 0
-      || service_gc_register (d, &err) < 0 || gc_start (d, &err) < 0)
+      || service_gc_register (d, &err) < 0 || service_snapshots_register (d, &err) < 0
+      || service_diff_register (d, &err) < 0 || gc_start (d, &err) < 0)
     goto out;
   if (listen_api (&rt, &err) < 0)
     goto out;

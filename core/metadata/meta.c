@@ -66,6 +66,28 @@ static const char *const migrations[] = {
   "  key TEXT NOT NULL,"
   "  value TEXT NOT NULL,"
   "  PRIMARY KEY (namespace, kind, object, key));",
+  /* 2 → 3: snapshots (issue 5), containerd's metadata/snapshot.go model:
+   * (namespace, snapshotter, key) names a snapshot in a namespace; backend
+   * is the plugin's key "<namespace>/<seq>/<key>" (seq from `sequences`,
+   * never reused, so a removed snapshot's backend key is never handed out
+   * again while the plugin may still hold it).  parent is a key of the same
+   * namespace and snapshotter ("" for none).  Labels live in object_labels
+   * with kind "snapshot/<snapshotter>". */
+  "CREATE TABLE snapshots ("
+  "  namespace TEXT NOT NULL REFERENCES namespaces (name),"
+  "  snapshotter TEXT NOT NULL,"
+  "  key TEXT NOT NULL,"
+  "  backend TEXT NOT NULL,"
+  "  parent TEXT NOT NULL,"
+  "  kind INTEGER NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  updated_at INTEGER NOT NULL,"
+  "  PRIMARY KEY (namespace, snapshotter, key));"
+  "CREATE INDEX snapshots_by_parent ON snapshots (namespace, snapshotter, parent);"
+  "CREATE UNIQUE INDEX snapshots_by_backend ON snapshots (snapshotter, backend);"
+  "CREATE TABLE sequences ("
+  "  name TEXT PRIMARY KEY NOT NULL,"
+  "  value INTEGER NOT NULL);",
 };
 
 int
@@ -570,7 +592,7 @@ meta_namespace_delete (meta *m, const char *name, berth_error **err)
   static const struct
   {
     const char *table, *what;
-  } holders[] = { { "images", "images" }, { "content", "content" }, { "leases", "leases" } };
+  } holders[] = { { "images", "images" }, { "content", "content" }, { "leases", "leases" }, { "snapshots", "snapshots" } };
   int r = meta_begin (m, err);
   if (r < 0)
     return r;

@@ -189,4 +189,63 @@ int meta_lease_list_resources (meta *m, const char *ns, const char *lease, struc
  * epoch), 0 when it has none or the value does not parse. */
 int64_t meta_lease_expiry (const struct meta_lease *l);
 
+
+/* ---- Schema 3: snapshots (namespaced; core/metadata/meta-snapshots.c) ----
+ *
+ * The namespaced view of the snapshotter plugins (containerd's
+ * metadata/snapshot.go): a record maps (namespace, snapshotter, key) to the
+ * plugin's key `backend`.  These calls touch the metadata only; core/snapshots.c
+ * pairs them with the plugin calls.  kind is enum berth_snapshot_kind.
+ */
+struct meta_snapshot
+{
+  char *snapshotter;
+  char *key;     /* name in the namespace */
+  char *backend; /* the plugin's key */
+  char *parent;  /* key of the parent in the namespace, "" for none */
+  int kind;
+  berth_labels labels;
+  int64_t created_at;
+  int64_t updated_at;
+};
+
+void meta_snapshot_clear (struct meta_snapshot *s);
+void meta_snapshots_free (struct meta_snapshot *v, size_t n);
+
+/* The plugin's key for a new snapshot: "<ns>/<seq>/<key>", seq never reused. */
+int meta_snapshot_backend_key (meta *m, const char *ns, const char *key, char **ret, berth_error **err);
+/* BERTH_E_NOTFOUND "snapshot `k` does not exist". */
+int meta_snapshot_get (meta *m, const char *ns, const char *snapshotter, const char *key, struct meta_snapshot *ret,
+                       berth_error **err);
+/* ns and snapshotter may be NULL (all).  Filters answer name, parent, kind
+ * (view, active, committed), snapshotter and labels.<k>.  Sorted by key. */
+int meta_snapshot_list (meta *m, const char *ns, const char *snapshotter, const char *const *filters,
+                        size_t nfilters, struct meta_snapshot **ret, size_t *ret_n, berth_error **err);
+/* Record a snapshot the plugin has just created (s: snapshotter, key,
+ * backend, parent, kind, labels; times are set here).  BERTH_E_EXISTS when
+ * the key is taken, BERTH_E_NOTFOUND when the parent does not exist, and
+ * BERTH_E_INVALID when it is not committed.  lease (may be NULL) gets the
+ * resource "snapshots/<snapshotter>" key. */
+int meta_snapshot_add (meta *m, const char *ns, const struct meta_snapshot *s, const char *lease, berth_error **err);
+/* Turn the record of active `key` into committed `name` (plugin key
+ * backend_name, the commit's labels), in one transaction: BERTH_E_EXISTS
+ * when name is taken, BERTH_E_NOTFOUND when key does not exist.  Children
+ * of key (none can exist) are not moved; lease references to key move to
+ * name in every lease of ns, and lease (may be NULL) gets name. */
+int meta_snapshot_commit (meta *m, const char *ns, const char *snapshotter, const char *name, const char *key,
+                          const char *backend_name, const berth_labels *labels, const char *lease, berth_error **err);
+/* Delete the record, its labels and lease references.  BERTH_E_NOTFOUND;
+ * BERTH_E_PRECONDITION while children exist.  *ret_backend (may be NULL):
+ * the plugin key, malloc'ed. */
+int meta_snapshot_remove (meta *m, const char *ns, const char *snapshotter, const char *key, char **ret_backend,
+                          berth_error **err);
+/* paths: NULL/0 or "labels" replace all labels, "labels.<k>" one; other
+ * fields (name, parent, kind) are refused with BERTH_E_INVALID.  Fills ret
+ * (may be NULL). */
+int meta_snapshot_update (meta *m, const char *ns, const char *snapshotter, const char *key,
+                          const berth_labels *labels, const char *const *paths, size_t npaths,
+                          struct meta_snapshot *ret, berth_error **err);
+/* Whether any namespace has a record with this plugin key. */
+int meta_snapshot_backend_known (meta *m, const char *snapshotter, const char *backend, bool *ret, berth_error **err);
+
 #endif
