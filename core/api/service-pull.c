@@ -151,6 +151,8 @@ pull_work (void *data)
     .username = q->username && *q->username ? q->username : NULL,
     .secret = q->secret && *q->secret ? q->secret : NULL,
     .content_only = q->content_only,
+    .skip_unpack = q->skip_unpack,
+    .snapshotter = q->snapshotter && *q->snapshotter ? q->snapshotter : NULL,
     .max_concurrent_downloads = q->max_concurrent_downloads,
   };
   pc->r = pull_run (pc->d, &req, pull_progress, pc, &pc->cancelled, &pc->err);

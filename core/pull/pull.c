@@ -7,7 +7,19 @@
 #include <string.h>
 #include <time.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <unistd.h>
+
 #include "cleanup.h"
+#include "fs.h"
+#include "snapshots.h"
+#include "unpack/unpack.h"
 #include "events.h"
 #include "github.com/containerd/containerd/api/events/image.pb-c.h"
 #include "host-objects.h"
@@ -43,10 +55,50 @@ mono_ns (void)
   return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* A layer's bytes on their way from the registry client's sink to an
+ * unpack thread that applies them while the layer downloads.  Bounded: a
+ * layer whose applier falls more than STREAM_QUEUE_MAX behind stops
+ * streaming and is applied from the content store after its commit. */
+#define STREAM_QUEUE_MAX (64u << 20)
+
+struct chunk
+{
+  struct chunk *next;
+  size_t len, off;
+  unsigned char data[];
+};
+
+struct stream
+{
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct chunk *head, *tail;
+  size_t queued;
+  bool eof, abort, started;
+  pthread_t thread;
+  char staging[4096];          /* where the applier writes */
+  enum unpack_mode mode;       /* native for a base layer, overlay form above it */
+  int r;                       /* the applier's result */
+  berth_error *err;
+  struct unpack_result res;
+};
+
+struct unpack_layer
+{
+  char digest[OCI_DIGEST_MAX];
+  char *media_type;
+  int64_t size;
+  char diff_id[OCI_DIGEST_MAX];
+  char chain[OCI_DIGEST_MAX];
+  bool needed;                 /* no snapshot for chain yet */
+  struct stream *stream;       /* non-NULL while streaming is possible */
+};
+
 struct layer_job
 {
   struct pull_state *st;
   size_t idx;
+  struct unpack_layer *unpack; /* when this layer streams into an applier */
   berth_content_writer *w;
   int64_t rate_mark_ns; /* start of the current rate window */
   int64_t rate_mark_bytes;
@@ -73,6 +125,14 @@ struct pull_state
   struct pull_layer *layers;
   size_t nlayers;
   int64_t start_ns, last_emit_ns;
+  /* What to unpack: the layers of the first (best) manifest, with the
+   * config's diff_ids; filled by handle_manifest. */
+  struct unpack_layer *unpack;
+  size_t nunpack;
+  char unpack_config[OCI_DIGEST_MAX];
+  int64_t unpack_config_size;
+  plugin *snapshotter;         /* chosen before the layers are fetched */
+  char staging_root[4096];     /* <root>/io.berth.unpack */
 };
 
 static void
@@ -195,6 +255,188 @@ gc_ref_label (berth_labels *l, const char *key, const char *digest)
   return labels_set (l, key, digest);
 }
 
+/* ---- streaming a layer into its applier ------------------------------- */
+
+static void
+stream_drop_queue (struct stream *s)
+{
+  for (struct chunk *c = s->head, *n; c; c = n)
+    {
+      n = c->next;
+      free (c);
+    }
+  s->head = s->tail = NULL;
+  s->queued = 0;
+}
+
+/* Sink side (the registry client's thread). Never blocks on the applier. */
+static void
+stream_push (struct stream *s, const void *buf, size_t len)
+{
+  pthread_mutex_lock (&s->lock);
+  if (!s->abort && !s->eof)
+    {
+      struct chunk *c = s->queued + len > STREAM_QUEUE_MAX ? NULL : malloc (sizeof *c + len);
+      if (c == NULL)
+        {
+          /* The applier is too far behind (or memory is short): stop
+           * streaming this layer; it is applied from the store later. */
+          s->abort = true;
+          stream_drop_queue (s);
+        }
+      else
+        {
+          c->next = NULL;
+          c->len = len;
+          c->off = 0;
+          memcpy (c->data, buf, len);
+          if (s->tail)
+            s->tail->next = c;
+          else
+            s->head = c;
+          s->tail = c;
+          s->queued += len;
+        }
+      pthread_cond_signal (&s->cond);
+    }
+  pthread_mutex_unlock (&s->lock);
+}
+
+static void
+stream_end (struct stream *s, bool ok)
+{
+  pthread_mutex_lock (&s->lock);
+  if (ok)
+    s->eof = true;
+  else
+    {
+      s->abort = true;
+      stream_drop_queue (s);
+    }
+  pthread_cond_signal (&s->cond);
+  pthread_mutex_unlock (&s->lock);
+}
+
+/* Applier side. */
+static ssize_t
+stream_read (void *data, void *buf, size_t len)
+{
+  struct stream *s = data;
+  pthread_mutex_lock (&s->lock);
+  while (s->head == NULL && !s->eof && !s->abort)
+    pthread_cond_wait (&s->cond, &s->lock);
+  ssize_t r;
+  if (s->abort)
+    r = BERTH_E_CANCELLED;
+  else if (s->head == NULL)
+    r = 0; /* eof */
+  else
+    {
+      struct chunk *c = s->head;
+      size_t n = c->len - c->off < len ? c->len - c->off : len;
+      memcpy (buf, c->data + c->off, n);
+      c->off += n;
+      s->queued -= n;
+      if (c->off == c->len)
+        {
+          s->head = c->next;
+          if (s->head == NULL)
+            s->tail = NULL;
+          free (c);
+        }
+      r = (ssize_t) n;
+    }
+  pthread_mutex_unlock (&s->lock);
+  return r;
+}
+
+struct applier_args
+{
+  struct stream *s;
+  const char *media_type;
+  const volatile int *cancelled;
+};
+
+static void *
+stream_apply_thread (void *data)
+{
+  struct applier_args *a = data;
+  struct stream *s = a->s;
+  struct unpack_options o = {
+    .mode = s->mode, .media_type = a->media_type, .same_owner = geteuid () == 0, .cancelled = a->cancelled,
+  };
+  s->r = unpack_apply (s->staging, stream_read, s, &o, &s->res, &s->err);
+  if (s->r < 0)
+    stream_end (s, false); /* the sink stops queueing for a dead applier */
+  free (a);
+  return NULL;
+}
+
+/* Start the applier at the layer's first bytes (from offset 0 only: a
+ * resumed ingest cannot be applied from its middle). */
+static void
+stream_start (struct pull_state *st, struct unpack_layer *u)
+{
+  struct stream *s = u->stream;
+  if (s->started)
+    return;
+  s->started = true;
+  struct applier_args *a = calloc (1, sizeof *a);
+  if (a == NULL || fs_mkdir_p (s->staging, 0700) < 0)
+    {
+      free (a);
+      stream_end (s, false);
+      return;
+    }
+  a->s = s;
+  a->media_type = u->media_type;
+  a->cancelled = st->cancelled;
+  if (pthread_create (&s->thread, NULL, stream_apply_thread, a) != 0)
+    {
+      free (a);
+      s->started = false;
+      stream_end (s, false);
+    }
+}
+
+/* Wait for the applier; true when it applied the whole layer. */
+static bool
+stream_join (struct stream *s)
+{
+  if (s->started)
+    {
+      pthread_join (s->thread, NULL);
+      s->started = false;
+    }
+  return s->r == 0 && s->eof && !s->abort;
+}
+
+static void
+stream_free (struct pull_state *st, struct unpack_layer *u)
+{
+  struct stream *s = u->stream;
+  if (s == NULL)
+    return;
+  stream_end (s, false);
+  stream_join (s);
+  stream_drop_queue (s);
+  berth_error_free (s->err);
+  if (s->staging[0])
+    {
+      _cleanup_free_ char *cmd = NULL;
+      /* The staging tree holds whatever was not moved into a snapshot. */
+      if (asprintf (&cmd, "rm -rf -- '%s'", s->staging) > 0 && strchr (s->staging, '\'') == NULL)
+        {
+          int rc = system (cmd);
+          (void) rc;
+        }
+    }
+  pthread_mutex_destroy (&s->lock);
+  pthread_cond_destroy (&s->cond);
+  free (s);
+  u->stream = NULL;
+}
+
 /* ---- layers ------------------------------------------------------------ */
 
 static int
@@ -210,6 +452,11 @@ layer_sink (void *data, const void *buf, size_t len)
       st->layers[j->idx].error = strdup (berth_error_message (e));
       return r;
     }
+  if (j->unpack && j->unpack->stream)
+    {
+      stream_start (st, j->unpack);
+      stream_push (j->unpack->stream, buf, len);
+    }
   return cancelled (st) ? BERTH_E_CANCELLED : 0;
 }
 
@@ -219,6 +466,9 @@ layer_reset (void *data, int64_t offset)
   struct layer_job *j = data;
   _cleanup_error_ berth_error *e = NULL;
   j->st->layers[j->idx].resumed = 0;
+  /* The bytes the applier saw are void: apply this layer from the store. */
+  if (j->unpack && j->unpack->stream && j->unpack->stream->started)
+    stream_end (j->unpack->stream, false);
   return content_writer_truncate (j->st->store, j->w, offset, &e);
 }
 
@@ -238,6 +488,8 @@ layer_progress (void *data, int64_t done, int64_t total)
       emit (st, true, false);
     }
   l->offset = done;
+  if (done == total && j->unpack && j->unpack->stream)
+    stream_end (j->unpack->stream, true);
   if (now - j->rate_mark_ns >= 1000000000LL)
     {
       l->rate = (double) (done - j->rate_mark_bytes) * 1e9 / (double) (now - j->rate_mark_ns);
@@ -318,6 +570,9 @@ fetch_layers (struct pull_state *st, berth_error **err)
           cs.offset = 0;
         }
       l->resumed = l->offset = cs.offset;
+      for (size_t k = 0; k < st->nunpack && cs.offset == 0; k++)
+        if (st->unpack[k].stream && strcmp (st->unpack[k].digest, l->digest) == 0)
+          j->unpack = &st->unpack[k];
       blobs[nb++] = (struct registry_blob){
         .digest = l->digest, .size = l->total, .offset = cs.offset, .sink = layer_sink, .reset = layer_reset,
         .progress = layer_progress, .data = j,
@@ -407,6 +662,25 @@ handle_manifest (struct pull_state *st, const char *digest, const char *media_ty
   r = store_bytes (st, m->config.digest, cfg, cfg_len, NULL, err);
   if (r < 0)
     return r;
+  if (st->unpack == NULL && !st->req->content_only)
+    {
+      st->unpack = calloc (m->n_layers, sizeof *st->unpack);
+      if (st->unpack == NULL)
+        return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "pull");
+      st->nunpack = m->n_layers;
+      for (size_t i = 0; i < m->n_layers; i++)
+        {
+          struct unpack_layer *u = &st->unpack[i];
+          snprintf (u->digest, sizeof u->digest, "%s", m->layers[i].digest);
+          u->media_type = strdup (m->layers[i].media_type ? m->layers[i].media_type : "");
+          u->size = m->layers[i].size;
+          snprintf (u->diff_id, sizeof u->diff_id, "%s", c->diff_ids[i]);
+          if (u->media_type == NULL)
+            return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "pull");
+        }
+      snprintf (st->unpack_config, sizeof st->unpack_config, "%s", m->config.digest);
+      st->unpack_config_size = (int64_t) cfg_len;
+    }
 
   for (size_t i = 0; i < m->n_layers; i++)
     {
@@ -548,6 +822,363 @@ fetch_manifest_tree (struct pull_state *st, const char *media_type, const char *
     }
 }
 
+/* ---- unpack ---------------------------------------------------------- */
+
+/* chainID(0) = diffID(0); chainID(n) = sha256(chainID(n-1) + " " + diffID(n))
+ * (image-spec config.md, "Layer ChainID"). */
+static int
+chain_id (const char *parent, const char *diff_id, char *ret, size_t len)
+{
+  if (parent == NULL || *parent == '\0')
+    {
+      snprintf (ret, len, "%s", diff_id);
+      return 0;
+    }
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  EVP_MD_CTX *c = EVP_MD_CTX_new ();
+  if (c == NULL || EVP_DigestInit_ex (c, EVP_sha256 (), NULL) != 1 || EVP_DigestUpdate (c, parent, strlen (parent)) != 1
+      || EVP_DigestUpdate (c, " ", 1) != 1 || EVP_DigestUpdate (c, diff_id, strlen (diff_id)) != 1
+      || EVP_DigestFinal_ex (c, md, NULL) != 1)
+    {
+      EVP_MD_CTX_free (c);
+      return BERTH_E_INTERNAL;
+    }
+  EVP_MD_CTX_free (c);
+  int n = snprintf (ret, len, "sha256:");
+  for (size_t i = 0; i < sizeof md && (size_t) n + 2 < len; i++)
+    n += snprintf (ret + n, len - (size_t) n, "%02x", md[i]);
+  return 0;
+}
+
+/* Reads a committed blob through the content store for unpack_apply. */
+struct blob_source
+{
+  plugin *store;
+  berth_content_reader *r;
+  int64_t off;
+  const volatile int *cancelled;
+};
+
+static ssize_t
+blob_read (void *data, void *buf, size_t len)
+{
+  struct blob_source *b = data;
+  if (b->cancelled && *b->cancelled)
+    return BERTH_E_CANCELLED;
+  size_t n = 0;
+  _cleanup_error_ berth_error *e = NULL;
+  int r = content_reader_read_at (b->store, b->r, buf, len, b->off, &n, &e);
+  if (r < 0)
+    return r;
+  b->off += (int64_t) n;
+  return (ssize_t) n;
+}
+
+/* Where a snapshot's files are written: the upper directory of an overlay
+ * mount (whiteouts in overlayfs form) or the directory of a bind mount
+ * (a full copy of the parent: whiteouts applied as deletions), as
+ * containerd's Diff.Apply does it.  NULL when the mounts are neither. */
+static const char *
+apply_target (const berth_mounts *m, enum unpack_mode *ret_mode)
+{
+  if (m->n != 1)
+    return NULL;
+  const struct berth_mount *mt = &m->items[0];
+  if (strcmp (mt->type, "overlay") == 0)
+    for (char **o = mt->options; o && *o; o++)
+      if (strncmp (*o, "upperdir=", 9) == 0)
+        {
+          *ret_mode = UNPACK_OVERLAY;
+          return *o + 9;
+        }
+  if (strcmp (mt->type, "bind") == 0)
+    {
+      *ret_mode = UNPACK_NATIVE;
+      return mt->source;
+    }
+  return NULL;
+}
+
+static int
+unpack_layer (struct pull_state *st, const struct snaps *sn, size_t i, const char *parent, const char *chain,
+              berth_error **err)
+{
+  struct unpack_layer *u = &st->unpack[i];
+  char key[BERTH_NAME_MAX];
+  snprintf (key, sizeof key, "extract-%s-%zu-%s", st->lease, i, chain);
+  berth_mounts mounts = { 0 };
+  int r = snaps_create (sn, key, parent, NULL, false, &mounts, err);
+  if (r < 0)
+    return r;
+  enum unpack_mode mode = UNPACK_NATIVE;
+  const char *target = apply_target (&mounts, &mode);
+  struct unpack_result res = { 0 };
+  struct blob_source src = { .store = st->store, .cancelled = st->cancelled };
+  if (target == NULL)
+    r = berth_error_set (err, BERTH_E_NOTSUP, 0, "snapshotter %s: cannot apply onto its mounts (neither one overlay "
+                         "with an upperdir nor one bind mount)", sn->snapshotter);
+  if (r == 0)
+    r = content_reader_open (st->store, &st->ctx, u->digest, &src.r, err);
+  if (r == 0)
+    {
+      struct unpack_options o = {
+        .mode = mode, .media_type = u->media_type, .same_owner = geteuid () == 0, .cancelled = st->cancelled,
+      };
+      r = unpack_apply (target, blob_read, &src, &o, &res, err);
+      content_reader_close (st->store, src.r);
+    }
+  mounts_clear (&mounts);
+  if (r == 0 && strcmp (res.diff_id, u->diff_id) != 0)
+    r = berth_error_set (err, BERTH_E_INVALID, 0,
+                         "layer %s: its uncompressed content is %s, but the image config says %s", u->digest,
+                         res.diff_id, u->diff_id);
+  if (r == 0)
+    {
+      r = snaps_commit (sn, chain, key, NULL, err);
+      if (r == BERTH_E_EXISTS) /* another pull committed the same chain meanwhile */
+        {
+          berth_error_free (*err);
+          *err = NULL;
+          r = 0;
+          _cleanup_error_ berth_error *e = NULL;
+          snaps_remove (sn, key, &e);
+        }
+    }
+  else
+    {
+      _cleanup_error_ berth_error *e = NULL;
+      snaps_remove (sn, key, &e);
+      berth_error_wrap (err, "unpacking layer %s", u->digest);
+    }
+  if (r == 0)
+    {
+      /* containerd's labels: the layer's diffID on its content record. */
+      berth_labels l = { 0 };
+      if (labels_set (&l, "containerd.io/uncompressed", res.diff_id) == 0)
+        record (st, u->digest, u->size, &l, err);
+      labels_clear (&l);
+    }
+  return r;
+}
+
+static struct pull_layer *
+progress_of (struct pull_state *st, const char *digest)
+{
+  for (size_t i = 0; i < st->nlayers; i++)
+    if (strcmp (st->layers[i].digest, digest) == 0)
+      return &st->layers[i];
+  return NULL;
+}
+
+/* Choose the snapshotter, compute the chain IDs, see which chains exist
+ * already, and — for overlayfs, where each layer is its own directory —
+ * set up a streaming applier per missing layer, so that layers are applied
+ * while they download, in parallel, into staging trees that are moved into
+ * their snapshots in order afterwards. */
+static int
+plan_unpack (struct pull_state *st, berth_error **err)
+{
+  if (st->nunpack == 0 || st->req->content_only || st->req->skip_unpack)
+    return 0;
+  const char *id = st->req->snapshotter && *st->req->snapshotter ? st->req->snapshotter : NULL;
+  int r;
+  if (id)
+    r = snaps_plugin (st->d->reg, id, &st->snapshotter, err);
+  else
+    {
+      /* containerd's default is overlayfs; where it cannot run, native. */
+      r = snaps_plugin (st->d->reg, "overlayfs", &st->snapshotter, err);
+      if (r < 0)
+        {
+          berth_error_free (*err);
+          *err = NULL;
+          r = snaps_plugin (st->d->reg, "native", &st->snapshotter, err);
+        }
+    }
+  if (r < 0)
+    return r;
+  const char *sid = st->snapshotter->desc.id;
+  bool stream = strcmp (sid, "overlayfs") == 0;
+  snprintf (st->staging_root, sizeof st->staging_root, "%s/io.berth.unpack", st->d->cfg->root);
+  const char *parent = "";
+  for (size_t i = 0; i < st->nunpack; i++)
+    {
+      struct unpack_layer *u = &st->unpack[i];
+      if (chain_id (parent, u->diff_id, u->chain, sizeof u->chain) < 0)
+        return berth_error_set (err, BERTH_E_INTERNAL, 0, "computing the chain ID of layer %zu", i);
+      parent = u->chain;
+      struct meta_snapshot have;
+      _cleanup_error_ berth_error *e = NULL;
+      u->needed = meta_snapshot_get (st->d->meta, st->req->ns, sid, u->chain, &have, &e) < 0;
+      if (!u->needed)
+        meta_snapshot_clear (&have);
+      if (!u->needed || !stream)
+        continue;
+      struct stream *s = calloc (1, sizeof *s);
+      if (s == NULL)
+        continue; /* applied from the store instead */
+      pthread_mutex_init (&s->lock, NULL);
+      pthread_cond_init (&s->cond, NULL);
+      s->mode = i == 0 ? UNPACK_NATIVE : UNPACK_OVERLAY;
+      int n = snprintf (s->staging, sizeof s->staging, "%s/%s-%zu", st->staging_root, st->lease, i);
+      if (n < 0 || (size_t) n >= sizeof s->staging)
+        {
+          pthread_mutex_destroy (&s->lock);
+          pthread_cond_destroy (&s->cond);
+          free (s);
+          continue;
+        }
+      u->stream = s;
+    }
+  return 0;
+}
+
+/* Move a staged layer into its snapshot's directory: every entry by rename
+ * (same filesystem), then the root's own mode, owner, times and xattrs
+ * (a layer's "./" entry and an opaque root live there). */
+static int
+move_staged (const char *from, const char *to, berth_error **err)
+{
+  _cleanup_close_ int src = open (from, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  _cleanup_close_ int dst = open (to, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (src < 0 || dst < 0)
+    return berth_error_set (err, berth_errcode_from_errno (errno), errno, "moving %s into %s", from, to);
+  DIR *dir = fdopendir (dup (src));
+  if (dir == NULL)
+    return berth_error_set (err, BERTH_E_INTERNAL, errno, "reading %s", from);
+  int r = 0;
+  struct dirent *de;
+  while (r == 0 && (de = readdir (dir)))
+    {
+      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
+        continue;
+      if (renameat (src, de->d_name, dst, de->d_name) < 0)
+        r = berth_error_set (err, errno == EXDEV ? BERTH_E_NOTSUP : BERTH_E_INTERNAL, errno, "moving %s/%s into %s",
+                             from, de->d_name, to);
+    }
+  closedir (dir);
+  if (r < 0)
+    return r;
+  struct stat st;
+  if (fstat (src, &st) < 0 || fchown (dst, st.st_uid, st.st_gid) < 0 || fchmod (dst, st.st_mode & 07777) < 0)
+    return berth_error_set (err, BERTH_E_INTERNAL, errno, "copying the attributes of %s", from);
+  char names[4096];
+  ssize_t nl = flistxattr (src, names, sizeof names);
+  for (ssize_t off = 0; nl > 0 && off < nl; off += (ssize_t) strlen (names + off) + 1)
+    {
+      char value[4096];
+      ssize_t vl = fgetxattr (src, names + off, value, sizeof value);
+      if (vl >= 0 && fsetxattr (dst, names + off, value, (size_t) vl, 0) < 0)
+        return berth_error_set (err, BERTH_E_INTERNAL, errno, "copying xattr %s of %s", names + off, from);
+    }
+  struct timespec times[2] = { st.st_atim, st.st_mtim };
+  if (futimens (dst, times) < 0)
+    return berth_error_set (err, BERTH_E_INTERNAL, errno, "copying the times of %s", from);
+  return 0;
+}
+
+/* A streamed layer: its staging tree becomes the new snapshot's content. */
+static int
+commit_staged (struct pull_state *st, const struct snaps *sn, size_t i, const char *parent, berth_error **err)
+{
+  struct unpack_layer *u = &st->unpack[i];
+  char key[BERTH_NAME_MAX];
+  snprintf (key, sizeof key, "extract-%s-%zu-%s", st->lease, i, u->chain);
+  berth_mounts mounts = { 0 };
+  int r = snaps_create (sn, key, parent, NULL, false, &mounts, err);
+  if (r < 0)
+    return r;
+  enum unpack_mode mode;
+  const char *target = apply_target (&mounts, &mode);
+  if (target == NULL)
+    r = berth_error_set (err, BERTH_E_NOTSUP, 0, "snapshotter %s: no directory to move layer %zu into",
+                         sn->snapshotter, i);
+  if (r == 0)
+    r = move_staged (u->stream->staging, target, err);
+  mounts_clear (&mounts);
+  if (r == 0)
+    {
+      r = snaps_commit (sn, u->chain, key, NULL, err);
+      if (r == BERTH_E_EXISTS)
+        {
+          berth_error_free (*err);
+          *err = NULL;
+          r = 0;
+          _cleanup_error_ berth_error *e = NULL;
+          snaps_remove (sn, key, &e);
+        }
+    }
+  else
+    {
+      _cleanup_error_ berth_error *e = NULL;
+      snaps_remove (sn, key, &e);
+    }
+  if (r == 0)
+    {
+      berth_labels l = { 0 };
+      if (labels_set (&l, "containerd.io/uncompressed", u->diff_id) == 0)
+        record (st, u->digest, u->size, &l, err);
+      labels_clear (&l);
+    }
+  return r;
+}
+
+/* Unpack the chosen manifest's layers into snapshots named by chainID, in
+ * order: a streamed layer is moved in from its staging tree, any other (not
+ * streamed, resumed, fallen behind, or failed) is applied from the content
+ * store now.  Then the config holds the top snapshot alive
+ * (containerd.io/gc.ref.snapshot.<snapshotter>). */
+static int
+unpack_image (struct pull_state *st, berth_error **err)
+{
+  if (st->nunpack == 0 || st->snapshotter == NULL)
+    return 0;
+  struct snaps sn = {
+    .m = st->d->meta, .p = st->snapshotter, .snapshotter = st->snapshotter->desc.id, .ns = st->req->ns,
+    .lease = st->lease,
+  };
+  int r = 0;
+  const char *parent = "";
+  for (size_t i = 0; r == 0 && i < st->nunpack; i++)
+    {
+      struct unpack_layer *u = &st->unpack[i];
+      if (u->needed)
+        {
+          struct pull_layer *l = progress_of (st, u->digest);
+          bool streamed = u->stream && stream_join (u->stream) && strcmp (u->stream->res.diff_id, u->diff_id) == 0;
+          if (l)
+            set_phase (st, (size_t) (l - st->layers), PULL_EXTRACTING);
+          if (streamed)
+            {
+              r = commit_staged (st, &sn, i, parent, err);
+              if (r == BERTH_E_NOTSUP) /* not movable here: apply again from the store */
+                {
+                  berth_error_free (*err);
+                  *err = NULL;
+                  streamed = false;
+                }
+            }
+          if (!streamed)
+            r = unpack_layer (st, &sn, i, parent, u->chain, err);
+          if (l)
+            set_phase (st, (size_t) (l - st->layers), r == 0 ? PULL_DONE : PULL_ERROR);
+        }
+      parent = u->chain;
+    }
+  for (size_t i = 0; i < st->nunpack; i++)
+    stream_free (st, &st->unpack[i]);
+  if (r < 0)
+    return r;
+  char key[128];
+  snprintf (key, sizeof key, "containerd.io/gc.ref.snapshot.%s", sn.snapshotter);
+  berth_labels l = { 0 };
+  r = labels_set (&l, key, parent);
+  if (r == 0)
+    r = record (st, st->unpack_config, st->unpack_config_size, &l, err);
+  labels_clear (&l);
+  return r;
+}
+
 /* ---- the pull --------------------------------------------------------- */
 
 static void
@@ -564,6 +1195,12 @@ state_clear (struct pull_state *st)
       free (st->layers[i].error);
     }
   free (st->layers);
+  for (size_t i = 0; i < st->nunpack; i++)
+    {
+      stream_free (st, &st->unpack[i]);
+      free (st->unpack[i].media_type);
+    }
+  free (st->unpack);
 }
 
 static int
@@ -646,7 +1283,15 @@ pull_run (struct daemon *d, const struct pull_request *req, pull_progress_fn fn,
       r = fetch_manifest_tree (&st, st.target_mt, digest, size, 0, err);
     }
   if (r == 0)
+    r = plan_unpack (&st, err);
+  if (r == 0)
     r = fetch_layers (&st, err);
+  if (r == 0 && !req->content_only && !req->skip_unpack)
+    {
+      st.status = "unpacking";
+      emit (&st, true, false);
+      r = unpack_image (&st, err);
+    }
   if (r == 0 && !req->content_only)
     {
       struct meta_descriptor target = {

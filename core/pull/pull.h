@@ -35,6 +35,8 @@ struct pull_request
   const char *username; /* credentials for this pull only; never logged */
   const char *secret;
   bool content_only;    /* no image record; the lease stays (24 h) */
+  bool skip_unpack;     /* fetch and record the image, but unpack nothing */
+  const char *snapshotter; /* NULL: overlayfs, else native where overlayfs cannot run */
   int max_concurrent_downloads; /* 0: [registry] max_concurrent_downloads */
 };
 

@@ -35,8 +35,11 @@ run "$CTR" --address "$SOCK" namespaces rm build-1
 expect_rc 0 "ctr namespaces rm"
 run "$CTR" --address "$SOCK" namespaces ls -q
 expect_not_contains "build-1" "the namespace is gone"
-run "$CTR" --address "$SOCK" snapshots ls
-expect_rc 1 "an unimplemented service answers an error, not a hang"
+printf '\x00\x00\x00\x00\x00' > "$T/empty.bin"
+run curl -sS --max-time 10 --http2-prior-knowledge --unix-socket "$SOCK" -D - -o /dev/null \
+  -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$T/empty.bin" \
+  http://localhost/containerd.services.nothing.v1.Nothing/Call
+expect_contains "grpc-status: 12" "an unknown service answers UNIMPLEMENTED, not a hang"
 expect_contains "unknown method" "Unimplemented names the method"
 
 # --- the berth CLI against berthd ---------------------------------------------------
