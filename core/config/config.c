@@ -260,6 +260,16 @@ load_registry (struct loader *l, const struct toml_value *t)
       else if (strcmp (kv->key, "max_concurrent_downloads") == 0)
         r = load_int (l, "registry.max_concurrent_downloads", kv->value, 1, 1024,
                       &l->cfg->registry.max_concurrent_downloads);
+      else if (strcmp (kv->key, "discard_unpacked_layers") == 0)
+        {
+          if (kv->value->type != TOML_BOOL)
+            r = load_fail (l, kv->value->pos, "wrong type for `registry.discard_unpacked_layers`: expected boolean");
+          else
+            {
+              l->cfg->registry.discard_unpacked_layers = kv->value->u.b;
+              r = 0;
+            }
+        }
       else
         r = load_fail (l, kv->pos, "unknown key `registry.%s`", kv->key);
       if (r < 0)
@@ -1074,6 +1084,9 @@ config_default_text (const struct config_plugin_schema *schemas, size_t n)
   out_quoted (&o, d->registry.config_path);
   out_printf (&o, "\n  # Layers downloaded in parallel by one pull.\n  max_concurrent_downloads = %lld\n",
               (long long) d->registry.max_concurrent_downloads);
+  out_printf (&o, "  # Drop a layer's compressed blob once it is unpacked (saves disk; push and export\n"
+                  "  # then need a new pull).\n  discard_unpacked_layers = %s\n",
+              d->registry.discard_unpacked_layers ? "true" : "false");
   out_printf (&o, "\n[debug]\n  # Log level: debug, info, warn or error.\n  level = ");
   out_quoted (&o, d->debug.level);
   out_printf (&o, "\n\n# One table per plugin, named by its full name \"<type>.<id>\".\n[plugins]\n");

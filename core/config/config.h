@@ -58,6 +58,7 @@ struct berth_config
   {
     char *config_path;                /* "/etc/berth/certs.d": hosts.toml per registry */
     int64_t max_concurrent_downloads; /* 3 */
+    int discard_unpacked_layers;      /* 0: keep layer blobs after unpacking (push/export need them) */
   } registry;
   struct
   {

@@ -18,6 +18,7 @@
 
 #include "cleanup.h"
 #include "fs.h"
+#include "gc.h"
 #include "snapshots.h"
 #include "unpack/unpack.h"
 #include "events.h"
@@ -131,6 +132,7 @@ struct pull_state
   size_t nunpack;
   char unpack_config[OCI_DIGEST_MAX];
   int64_t unpack_config_size;
+  char unpack_manifest[OCI_DIGEST_MAX];
   plugin *snapshotter;         /* chosen before the layers are fetched */
   char staging_root[4096];     /* <root>/io.berth.unpack */
 };
@@ -680,6 +682,7 @@ handle_manifest (struct pull_state *st, const char *digest, const char *media_ty
         }
       snprintf (st->unpack_config, sizeof st->unpack_config, "%s", m->config.digest);
       st->unpack_config_size = (int64_t) cfg_len;
+      snprintf (st->unpack_manifest, sizeof st->unpack_manifest, "%s", digest);
     }
 
   for (size_t i = 0; i < m->n_layers; i++)
@@ -1179,6 +1182,32 @@ unpack_image (struct pull_state *st, berth_error **err)
   return r;
 }
 
+/* [registry] discard_unpacked_layers: once the layers are snapshots, drop
+ * the manifest's references to their compressed blobs (as containerd does)
+ * so that the GC that follows the pull reclaims them. */
+static int
+discard_layers (struct pull_state *st, berth_error **err)
+{
+  size_t n = st->nunpack;
+  _cleanup_free_ char *keys = calloc (n + 1, 64);
+  _cleanup_free_ const char **paths = calloc (n + 1, sizeof (char *));
+  if (keys == NULL || paths == NULL)
+    return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "pull");
+  for (size_t i = 0; i < n; i++)
+    {
+      snprintf (keys + i * 64, 64, "labels.containerd.io/gc.ref.content.l.%zu", i);
+      paths[i] = keys + i * 64;
+    }
+  berth_labels none = { 0 }; /* a path whose key is absent deletes that label */
+  return meta_content_update (st->d->meta, st->req->ns, st->unpack_manifest, &none, paths, n, NULL, err);
+}
+
+static void
+gc_soon (void *data)
+{
+  gc_schedule (data);
+}
+
 /* ---- the pull --------------------------------------------------------- */
 
 static void
@@ -1291,6 +1320,8 @@ pull_run (struct daemon *d, const struct pull_request *req, pull_progress_fn fn,
       st.status = "unpacking";
       emit (&st, true, false);
       r = unpack_image (&st, err);
+      if (r == 0 && d->cfg->registry.discard_unpacked_layers && st.unpack_manifest[0])
+        r = discard_layers (&st, err);
     }
   if (r == 0 && !req->content_only)
     {
@@ -1328,6 +1359,8 @@ pull_run (struct daemon *d, const struct pull_request *req, pull_progress_fn fn,
       if (meta_lease_delete (d->meta, req->ns, st.lease, &e) < 0)
         log_warning ("pull %s: removing lease %s: %s", st.name, st.lease, berth_error_message (e));
     }
+  if (r == 0 && d->cfg->registry.discard_unpacked_layers && !req->content_only && !req->skip_unpack)
+    loop_post (d->loop, gc_soon, d);
   if (r == 0)
     {
       st.status = "done";

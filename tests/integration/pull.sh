@@ -167,6 +167,18 @@ run "$CTR" --address "$SOCK" leases ls
 expect_rc 0 "ctr leases ls"
 stop_berthd "$BERTHD_PID"
 
+# --- unpack: snapshots by chainID, discard_unpacked_layers -----------------------------
+start_berthd "$T/u" "[registry]" "  discard_unpacked_layers = true" || finish
+run "$BERTH" --address "$SOCK" pull --plain-http "$REG/multilayer:latest"
+expect_rc 0 "pull with discard_unpacked_layers"
+run "$BERTH" --address "$SOCK" snapshots ls
+expect_contains "Committed" "the layers are unpacked into committed snapshots"
+sleep 1 # the GC that follows the pull is debounced
+run "$CTR" --address "$SOCK" content ls -q
+expect_not_contains "$big_digest" "the compressed layer is dropped once unpacked"
+expect_contains "$(awk -F'\t' '$1=="multilayer"{print $5}' "$IMAGES/images.tsv")" "the manifest stays"
+stop_berthd "$BERTHD_PID"
+
 # --- TLS + basic auth, bearer tokens, credentials from berth login -----------------
 export DOCKER_CONFIG=$T/docker
 for variant in "--tls --htpasswd alice:s3cret" "--token --htpasswd bob:pw"; do
