@@ -35,11 +35,12 @@ run "$CTR" --address "$SOCK" namespaces rm build-1
 expect_rc 0 "ctr namespaces rm"
 run "$CTR" --address "$SOCK" namespaces ls -q
 expect_not_contains "build-1" "the namespace is gone"
-printf '\x00\x00\x00\x00\x00' > "$T/empty.bin"
-run curl -sS --max-time 10 --http2-prior-knowledge --unix-socket "$SOCK" -D - -o /dev/null \
-  -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$T/empty.bin" \
-  http://localhost/containerd.services.nothing.v1.Nothing/Call
-expect_contains "grpc-status: 12" "an unknown service answers UNIMPLEMENTED, not a hang"
+# A service berthd does not serve yet (Tasks arrives with the runtime issue;
+# then pick another).  A raw curl request races here: the server answers an
+# unknown method at once and resets the stream curl is still sending on,
+# which curl reports as a framing error.
+run "$CTR" --address "$SOCK" tasks ls
+expect_rc 1 "an unimplemented service answers an error, not a hang"
 expect_contains "unknown method" "Unimplemented names the method"
 
 # --- the berth CLI against berthd ---------------------------------------------------

@@ -209,6 +209,17 @@ count_lines (const char *path, const char *needle)
   return n;
 }
 
+/* Servers log a request after answering it: wait (up to 2 s) until the
+ * log holds at least `want` matching lines, then count them. */
+static int
+wait_lines (const char *path, const char *needle, int want)
+{
+  int n = 0;
+  for (int i = 0; i < 100 && (n = count_lines (path, needle)) < want; i++)
+    usleep (20000);
+  return n;
+}
+
 static void
 registry_config (const char *name, int port, const char *extra)
 {
@@ -452,7 +463,7 @@ START_TEST (test_resolve_gets_the_manifest_when_head_has_no_digest)
   ck_assert_msg (r == 0, "%s", msg (err));
   ck_assert_str_eq (dg, manifest.digest);
   ck_assert_int_eq (size, manifest.size);
-  ck_assert_int_ge (count_lines (path_of ("fake/fake.log"), "GET /v2/nodigest/manifests/"), 1);
+  ck_assert_int_ge (wait_lines (path_of ("fake/fake.log"), "GET /v2/nodigest/manifests/", 1), 1);
 }
 END_TEST
 
@@ -544,9 +555,9 @@ START_TEST (test_blob_resumes_from_offset_with_a_range_request)
   /* the server saw the Range and sent only the remainder */
   char want[256];
   snprintf (want, sizeof want, "GET /v2/resume/blobs/%s range=bytes=%lld-", layers[1].digest, (long long) off);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), want), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), want, 1), 1);
   snprintf (want, sizeof want, "sent %lld of %s", (long long) (layers[1].size - off), layers[1].digest + 7);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), want), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), want, 1), 1);
   free (k.d);
 }
 END_TEST
@@ -582,10 +593,10 @@ START_TEST (test_connection_closed_mid_body_is_resumed)
   ck_assert_int_eq (k.resets, 0);
   char want[256];
   snprintf (want, sizeof want, "then closed");
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), want), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), want, 1), 1);
   /* the second request asked for the rest only */
   snprintf (want, sizeof want, "GET /v2/closemid/blobs/%s range=bytes=", layers[1].digest);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), want), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), want, 1), 1);
   free (k.d);
 }
 END_TEST
@@ -634,11 +645,11 @@ START_TEST (test_redirect_to_another_host_does_not_carry_credentials)
   /* the registry got the bearer token, the storage host got nothing */
   char want[256];
   snprintf (want, sizeof want, "GET /v2/bearer-redirect/blobs/%s range=- auth=Bearer", layers[0].digest);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), want), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), want, 1), 1);
   snprintf (want, sizeof want, "storage GET /storage/%s", layers[0].digest + 7);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), want), 1);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), "storage GET /storage/"), 1);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), "auth=no custom=no"), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), want, 1), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), "storage GET /storage/", 1), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), "auth=no custom=no", 1), 1);
   free (k.d);
 }
 END_TEST
@@ -701,7 +712,7 @@ START_TEST (test_unavailable_registry_is_retried_with_backoff)
   ck_assert_msg (secs >= 0.55, "backoff too short: %.3f s", secs); /* 200 + 400 ms */
   char want[256];
   snprintf (want, sizeof want, "GET /v2/unavailable/manifests/%s", manifest.digest);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), want), 3);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), want, 3), 3);
 }
 END_TEST
 
@@ -741,12 +752,7 @@ START_TEST (test_basic_auth_with_the_right_password_pulls_over_tls_and_http2)
   /* the TLS registry offers h2, and berth took it (its access log) */
   char want[256];
   snprintf (want, sizeof want, "\"GET /v2/test/img/blobs/%s HTTP/2.0\" 200", layers[0].digest);
-  /* The registry writes its access log line after the response is sent:
-   * give it a moment rather than race it (this raced once in CI). */
-  int seen = 0;
-  for (int i = 0; i < 100 && (seen = count_lines (path_of ("tls.log"), want)) == 0; i++)
-    usleep (20000);
-  ck_assert_int_ge (seen, 1);
+  ck_assert_int_ge (wait_lines (path_of ("tls.log"), want, 1), 1);
 }
 END_TEST
 
@@ -927,7 +933,7 @@ START_TEST (test_mirrors_are_tried_in_order_and_resolve_skips_pull_only_hosts)
   ck_assert_msg (r == 0, "%s", msg (err));
   ck_assert_str_eq (dg, manifest.digest);
   /* the 503 mirror was asked, the pull-only mirror was not */
-  ck_assert_int_ge (count_lines (path_of ("fake/fake.log"), "HEAD /fail503/test/img/manifests/v1"), 1);
+  ck_assert_int_ge (wait_lines (path_of ("fake/fake.log"), "HEAD /fail503/test/img/manifests/v1", 1), 1);
   ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), "HEAD /v2/test/img/manifests/v1") - heads_before, 0);
 
   /* blobs: the refused and the failing mirror are passed, the pull-only one serves them (with ?ns=) */
@@ -937,7 +943,7 @@ START_TEST (test_mirrors_are_tried_in_order_and_resolve_skips_pull_only_hosts)
   assert_sink_is_blob (&k, &layers[0], 0);
   char want[256];
   snprintf (want, sizeof want, "GET /v2/test/img/blobs/%s range=- auth=- ns=yes", layers[0].digest);
-  ck_assert_int_eq (count_lines (path_of ("fake/fake.log"), want), 1);
+  ck_assert_int_eq (wait_lines (path_of ("fake/fake.log"), want, 1), 1);
   free (k.d);
 }
 END_TEST
