@@ -946,6 +946,9 @@ unpack_apply (const char *root, unpack_read_fn read, void *data, const struct un
   r = unpack_stream_finish (u->stream, res.diff_id, &res.uncompressed, err);
   if (r < 0)
     return r;
+  if (o->expected_diff_id && strcmp (o->expected_diff_id, res.diff_id) != 0)
+    return berth_error_set (err, BERTH_E_INVALID, 0, "layer: diffID mismatch: the stream hashes to %s, expected %s",
+                            res.diff_id, o->expected_diff_id);
   if (ret)
     *ret = res;
   return 0;

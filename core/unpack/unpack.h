@@ -60,6 +60,10 @@ struct unpack_options
    * the attributes (owner, mode, times, xattrs but trusted.*) of the first
    * lower layer that has it, as containerd's mkparent.  May be NULL (0755). */
   const char *const *parents;
+  /* When set ("sha256:<hex>", the image config's rootfs.diff_ids entry), a
+   * layer whose uncompressed stream hashes differently fails with
+   * BERTH_E_INVALID after it was applied.  May be NULL. */
+  const char *expected_diff_id;
 };
 
 struct unpack_result
@@ -76,8 +80,7 @@ struct unpack_result
  * ("layer entry `NAME`: path escapes the root", ...) or a corrupt, truncated
  * or non-tar stream; BERTH_E_PERMISSION for a device node without
  * CAP_MKNOD; BERTH_E_CANCELLED; what `read` returned; errno classes for the
- * file system.  The diffID is not compared here: the caller checks it
- * against the image config. */
+ * file system; BERTH_E_INVALID "diffID mismatch" (o->expected_diff_id). */
 int unpack_apply (const char *root, unpack_read_fn read, void *data, const struct unpack_options *o,
                   struct unpack_result *ret, berth_error **err);
 

@@ -1063,6 +1063,27 @@ START_TEST (test_garbage_is_refused)
 }
 END_TEST
 
+START_TEST (test_a_diff_id_mismatch_is_refused)
+{
+  size_t len;
+  _cleanup_free_ unsigned char *tar = sample_tar (&len);
+  char good[80];
+  sha256_hex (tar, len, good);
+  struct mem m = { tar, len, 0, 0, NULL };
+  struct unpack_options o = { .mode = UNPACK_OVERLAY, .expected_diff_id = good };
+  _cleanup_error_ berth_error *err = NULL;
+  struct unpack_result res;
+  ck_assert_msg (unpack_apply (root, mem_read, &m, &o, &res, &err) == 0, "%s", berth_error_message (err));
+  teardown ();
+  setup ();
+  m.pos = 0;
+  o.expected_diff_id = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+  ck_assert_int_eq (unpack_apply (root, mem_read, &m, &o, &res, &err), BERTH_E_INVALID);
+  ck_assert_ptr_nonnull (strstr (berth_error_message (err), "diffID mismatch"));
+  ck_assert_ptr_nonnull (strstr (berth_error_message (err), good));
+}
+END_TEST
+
 START_TEST (test_an_empty_stream_is_an_empty_layer)
 {
   _cleanup_error_ berth_error *err = NULL;
@@ -1217,6 +1238,7 @@ unpack_suite (void)
   tcase_add_test (tc, test_trailing_bytes_after_the_tar_end_count_in_the_diff_id);
   tcase_add_test (tc, test_truncated_and_corrupt_streams_fail_without_hanging);
   tcase_add_test (tc, test_garbage_is_refused);
+  tcase_add_test (tc, test_a_diff_id_mismatch_is_refused);
   tcase_add_test (tc, test_an_empty_stream_is_an_empty_layer);
   tcase_add_test (tc, test_cancellation_stops_the_apply);
   tcase_add_test (tc, test_a_read_error_is_passed_on);
