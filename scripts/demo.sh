@@ -46,9 +46,33 @@ for i in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 say "berthd at work"
 show berth version
 show berth plugins ls
-show berth namespaces create demo owner=readme
-show berth namespaces ls
 show ctr --address "$SOCK" version
-show ctr --address "$SOCK" namespaces ls
-show berth namespaces rm demo
+
+say "a local registry as the mirror of docker.io (no internet needed)"
+IMAGES=$top/build/test-images
+bash tests/images/build.sh "$IMAGES" >/dev/null
+REGDIR=$(mktemp -d /tmp/berth-demo-registry.XXXXXX); rmdir "$REGDIR"
+REG=$(bash tests/registry/start.sh "$REGDIR")
+MIRROR=/etc/berth/certs.d/docker.io
+cleanup () {
+  rm -f "$MIRROR/hosts.toml"; rmdir "$MIRROR" 2>/dev/null || true
+  bash tests/registry/stop.sh "$REGDIR" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+skopeo copy -q --dest-tls-verify=false "oci:$IMAGES/busybox:latest" "docker://$REG/library/busybox:latest"
+mkdir -p "$MIRROR"
+cat > "$MIRROR/hosts.toml" <<TOML
+# written by scripts/demo.sh, removed when it ends
+server = "https://registry-1.docker.io"
+[host."http://$REG"]
+  capabilities = ["pull", "resolve"]
+TOML
+echo "docker.io is mirrored by http://$REG ($MIRROR/hosts.toml)"
+
+show berth pull docker.io/library/busybox:latest
+show berth images ls
+show berth snapshots ls
+show berth content explain "$(berth images ls --format json | python3 -c 'import json,sys; print([i for i in json.load(sys.stdin) if i["name"].endswith("busybox:latest")][0]["target"]["digest"])' 2>/dev/null || true)"
+show berth rmi docker.io/library/busybox:latest
+show berth gc
 say "done: berthd keeps running; \`berth --help\` lists what it can do"
