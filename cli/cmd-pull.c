@@ -48,7 +48,9 @@ const char cli_pull_help[] =
   "  -u, --user USER[:PASSWORD]    credentials for this pull (prompted when PASSWORD is missing)\n" \
   "  -q, --quiet                   print only the image's digest\n"                               \
   "  --max-concurrent-downloads N  layers fetched at once (default: the daemon's config)\n"
-  "  --skip-unpack                 fetch the content only\n";
+  "  --snapshotter NAME            unpack with this snapshotter (overlayfs, native; default overlayfs,\n"
+  "                                native where overlayfs cannot run)\n"
+  "  --skip-unpack                 fetch the content and record the image, unpack nothing\n";
 
 static void
 human_size (double b, char *buf, size_t len)
