@@ -76,6 +76,7 @@ struct stream
   struct chunk *head, *tail;
   size_t queued;
   bool eof, abort, started;
+  bool block;                  /* never drop: wait for the applier (no blob to fall back on) */
   pthread_t thread;
   char staging[4096];          /* where the applier writes */
   enum unpack_mode mode;       /* native for a base layer, overlay form above it */
@@ -100,6 +101,7 @@ struct layer_job
   struct pull_state *st;
   size_t idx;
   struct unpack_layer *unpack; /* when this layer streams into an applier */
+  EVP_MD_CTX *md;              /* direct mode: the blob is only hashed, never stored */
   berth_content_writer *w;
   int64_t rate_mark_ns; /* start of the current rate window */
   int64_t rate_mark_bytes;
@@ -276,9 +278,11 @@ static void
 stream_push (struct stream *s, const void *buf, size_t len)
 {
   pthread_mutex_lock (&s->lock);
+  while (s->block && !s->abort && s->queued > 0 && s->queued + len > STREAM_QUEUE_MAX)
+    pthread_cond_wait (&s->cond, &s->lock);
   if (!s->abort && !s->eof)
     {
-      struct chunk *c = s->queued + len > STREAM_QUEUE_MAX ? NULL : malloc (sizeof *c + len);
+      struct chunk *c = s->queued + len > STREAM_QUEUE_MAX && !s->block ? NULL : malloc (sizeof *c + len);
       if (c == NULL)
         {
           /* The applier is too far behind (or memory is short): stop
@@ -299,7 +303,7 @@ stream_push (struct stream *s, const void *buf, size_t len)
           s->tail = c;
           s->queued += len;
         }
-      pthread_cond_signal (&s->cond);
+      pthread_cond_broadcast (&s->cond);
     }
   pthread_mutex_unlock (&s->lock);
 }
@@ -315,7 +319,7 @@ stream_end (struct stream *s, bool ok)
       s->abort = true;
       stream_drop_queue (s);
     }
-  pthread_cond_signal (&s->cond);
+  pthread_cond_broadcast (&s->cond);
   pthread_mutex_unlock (&s->lock);
 }
 
@@ -347,6 +351,8 @@ stream_read (void *data, void *buf, size_t len)
           free (c);
         }
       r = (ssize_t) n;
+      if (s->block)
+        pthread_cond_broadcast (&s->cond); /* room for a waiting sink */
     }
   pthread_mutex_unlock (&s->lock);
   return r;
@@ -447,6 +453,14 @@ layer_sink (void *data, const void *buf, size_t len)
   struct layer_job *j = data;
   struct pull_state *st = j->st;
   _cleanup_error_ berth_error *e = NULL;
+  if (j->md)
+    {
+      if (EVP_DigestUpdate (j->md, buf, len) != 1)
+        return BERTH_E_INTERNAL;
+      stream_start (st, j->unpack);
+      stream_push (j->unpack->stream, buf, len);
+      return cancelled (st) ? BERTH_E_CANCELLED : 0;
+    }
   int r = content_writer_write (st->store, j->w, buf, len, &e);
   if (r < 0)
     {
@@ -468,6 +482,12 @@ layer_reset (void *data, int64_t offset)
   struct layer_job *j = data;
   _cleanup_error_ berth_error *e = NULL;
   j->st->layers[j->idx].resumed = 0;
+  if (j->md) /* from 0, before any byte: nothing to undo; otherwise the applier saw bytes */
+    {
+      if (j->unpack->stream->started)
+        return BERTH_E_INVALID;
+      return EVP_DigestInit_ex (j->md, EVP_sha256 (), NULL) == 1 ? 0 : BERTH_E_INTERNAL;
+    }
   /* The bytes the applier saw are void: apply this layer from the store. */
   if (j->unpack && j->unpack->stream && j->unpack->stream->started)
     stream_end (j->unpack->stream, false);
@@ -543,10 +563,31 @@ fetch_layers (struct pull_state *st, berth_error **err)
           r = record (st, l->digest, l->total, NULL, err);
           continue;
         }
-      char ref[BERTH_NAME_MAX];
-      ingest_ref (st, l->digest, ref, sizeof ref);
       struct layer_job *j = &jobs[i];
       *j = (struct layer_job){ .st = st, .idx = i };
+      /* discard_unpacked_layers with a streaming applier: the compressed
+       * blob is hashed on its way and never written, so the pull needs no
+       * more disk than the unpacked tree (no resume for such a layer). */
+      if (st->d->cfg->registry.discard_unpacked_layers)
+        for (size_t k = 0; k < st->nunpack; k++)
+          if (st->unpack[k].stream && strcmp (st->unpack[k].digest, l->digest) == 0
+              && oci_digest_algorithm (l->digest) == OCI_DIGEST_SHA256)
+            j->unpack = &st->unpack[k];
+      if (j->unpack && (j->md = EVP_MD_CTX_new ()) != NULL && EVP_DigestInit_ex (j->md, EVP_sha256 (), NULL) == 1)
+        {
+          j->unpack->stream->block = true;
+          l->resumed = l->offset = 0;
+          blobs[nb++] = (struct registry_blob){
+            .digest = l->digest, .size = l->total, .offset = 0, .sink = layer_sink, .reset = layer_reset,
+            .progress = layer_progress, .data = j,
+          };
+          continue;
+        }
+      EVP_MD_CTX_free (j->md);
+      j->md = NULL;
+      j->unpack = NULL;
+      char ref[BERTH_NAME_MAX];
+      ingest_ref (st, l->digest, ref, sizeof ref);
       r = content_writer_open (st->store, &st->ctx, ref, l->total, l->digest, &j->w, err);
       if (r == BERTH_E_EXISTS)
         {
@@ -596,7 +637,34 @@ fetch_layers (struct pull_state *st, berth_error **err)
       struct pull_layer *l = &st->layers[j->idx];
       _cleanup_error_ berth_error *e = NULL;
       int lr = r < 0 ? BERTH_E_CANCELLED : blobs[b].result;
-      if (lr == 0)
+      if (j->md)
+        {
+          if (lr == 0)
+            {
+              set_phase (st, j->idx, PULL_VERIFYING);
+              unsigned char md[EVP_MAX_MD_SIZE];
+              unsigned int mdlen = 0;
+              char hex[2 * EVP_MAX_MD_SIZE + 8] = "sha256:";
+              EVP_DigestFinal_ex (j->md, md, &mdlen);
+              for (unsigned int k = 0; k < mdlen; k++)
+                snprintf (hex + 7 + 2 * k, 3, "%02x", md[k]);
+              if (strcmp (hex, l->digest) != 0)
+                lr = berth_error_set (&e, BERTH_E_INVALID, 0, "digest mismatch: the registry sent %s", hex);
+            }
+          else if (blobs[b].err)
+            e = TAKE_PTR (blobs[b].err);
+          berth_error_free (blobs[b].err);
+          EVP_MD_CTX_free (j->md);
+          j->md = NULL;
+          if (lr < 0)
+            stream_end (j->unpack->stream, false);
+          else
+            {
+              l->offset = l->total;
+              set_phase (st, j->idx, PULL_DONE);
+            }
+        }
+      else if (lr == 0)
         {
           set_phase (st, j->idx, PULL_VERIFYING);
           lr = content_writer_commit (st->store, j->w, l->total, l->digest, NULL, &e);
@@ -612,8 +680,11 @@ fetch_layers (struct pull_state *st, berth_error **err)
         }
       else if (blobs[b].err)
         e = TAKE_PTR (blobs[b].err);
-      berth_error_free (blobs[b].err);
-      content_writer_close (st->store, j->w);
+      if (j->w)
+        {
+          berth_error_free (blobs[b].err);
+          content_writer_close (st->store, j->w);
+        }
       if (lr < 0)
         {
           free (l->error);
@@ -1116,7 +1187,7 @@ commit_staged (struct pull_state *st, const struct snaps *sn, size_t i, const ch
       _cleanup_error_ berth_error *e = NULL;
       snaps_remove (sn, key, &e);
     }
-  if (r == 0)
+  if (r == 0 && !u->stream->block) /* a blob hashed but never stored has no record */
     {
       berth_labels l = { 0 };
       if (labels_set (&l, "containerd.io/uncompressed", u->diff_id) == 0)
@@ -1161,7 +1232,17 @@ unpack_image (struct pull_state *st, berth_error **err)
                   streamed = false;
                 }
             }
-          if (!streamed)
+          if (!streamed && u->stream && u->stream->block)
+            {
+              /* Its blob was never stored (discard_unpacked_layers): no second try. */
+              const struct stream *s = u->stream;
+              r = berth_error_set (err, s->r < 0 ? s->r : BERTH_E_INVALID, 0,
+                                   "layer %s: applying it while it downloaded failed (%s), and with "
+                                   "discard_unpacked_layers its blob was not kept to try again",
+                                   u->digest, s->err ? berth_error_message (s->err)
+                                                     : (s->r == 0 ? "its diffID does not match the config" : "aborted"));
+            }
+          else if (!streamed)
             r = unpack_layer (st, &sn, i, parent, u->chain, err);
           if (l)
             set_phase (st, (size_t) (l - st->layers), r == 0 ? PULL_DONE : PULL_ERROR);
