@@ -16,8 +16,9 @@ PACKAGES=(
   # tests: Check, the real ctr (and containerd + runc as the benchmark anchor),
   # curl for raw h2c requests, python3 for the shared runners, systemd's tools
   check containerd runc curl python3 systemd procps
-  # a real registry, test images built offline, and the tools that push them
-  docker-registry skopeo busybox-static zstd apache2-utils openssl
+  # a real registry, test images built offline (redis-server: the files of
+  # the redis-sized image), and the tools that push them
+  docker-registry skopeo busybox-static zstd apache2-utils openssl redis-server
   # sanitizers and fuzzing
   clang libclang-rt-14-dev llvm
 )

@@ -390,7 +390,9 @@ stream_start (struct pull_state *st, struct unpack_layer *u)
     return;
   s->started = true;
   struct applier_args *a = calloc (1, sizeof *a);
-  if (a == NULL || fs_mkdir_p (s->staging, 0700) < 0)
+  /* 0755 like a snapshotter's fresh directory: a layer without a "./"
+   * entry leaves the root as it is, and move_staged copies it over. */
+  if (a == NULL || fs_mkdir_p (s->staging, 0755) < 0 || chmod (s->staging, 0755) < 0)
     {
       free (a);
       stream_end (s, false);

@@ -5,14 +5,17 @@
 # tagged reference with skopeo.  See tests/images/README.md.
 #
 # Idempotent: OUTDIR/.stamp holds a hash of the inputs (these scripts, the
-# busybox binary, zstd's and Python's versions); when it matches, nothing is
-# rebuilt (--force rebuilds anyway).  The build goes to OUTDIR.tmp.PID and is
-# renamed into place only once it validated, so OUTDIR is either complete or
-# the previous one.
+# busybox binary, zstd's and Python's versions, and the path, size and mtime
+# of every host file debian-sized and redis-sized copy: mkimages.py
+# --inputs); when it matches, nothing is rebuilt (--force rebuilds anyway).
+# The build goes to OUTDIR.tmp.PID and is renamed into place only once it
+# validated, so OUTDIR is either complete or the previous one.
 #
-# Tools: python3 (stdlib), busybox-static, zstd, skopeo; oci-validate from
-# $OCI_VALIDATE or ../shared/tools next to the source tree (schema checks are
-# skipped with a warning when it is not there).
+# Tools: python3 (stdlib), busybox-static, zstd, skopeo, redis-server (its
+# binary and libraries go into redis-sized; installed with apt-get when
+# missing and run as root); oci-validate from $OCI_VALIDATE or
+# ../shared/tools next to the source tree (schema checks are skipped with a
+# warning when it is not there).
 # Exit: 0 built or up to date, 1 build or validation failed, 2 bad usage or
 # missing tools.
 
@@ -24,7 +27,7 @@ out=
 for a in "$@"; do
   case $a in
     --force) force=1 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "build.sh: unknown option $a" >&2; exit 2 ;;
     *) [ -z "$out" ] || { echo "build.sh: one OUTDIR only" >&2; exit 2; }; out=$a ;;
   esac
@@ -40,14 +43,27 @@ command -v zstd >/dev/null || missing+=(zstd)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v sha256sum >/dev/null || missing+=(coreutils)
 [ -x "$BUSYBOX" ] || missing+=(busybox-static)
+if [ ! -x /usr/bin/redis-server ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  # Only the files are wanted: policy-rc.d keeps the package from starting
+  # the service.
+  echo "build.sh: installing redis-server (apt-get) for the redis-sized image" >&2
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' > $policy; chmod 755 $policy; own_policy=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2 || true
+  [ $own_policy = 0 ] || rm -f $policy
+fi
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "build.sh: missing: ${missing[*]} (apt-get install ${missing[*]})" >&2
   exit 2
 fi
 OCI_VALIDATE=${OCI_VALIDATE:-$here/../../../shared/tools/oci-validate}
 
+inputs=$(python3 "$here/mkimages.py" --inputs) || {
+  echo "build.sh: mkimages.py --inputs failed" >&2; exit 1; }
 key=$( { cat "$here/build.sh" "$here/mkimages.py" "$BUSYBOX"
-         zstd --version; python3 --version; } | sha256sum | cut -d' ' -f1)
+         zstd --version; python3 --version; printf '%s\n' "$inputs"; } | sha256sum | cut -d' ' -f1)
 if [ $force = 0 ] && [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$key" ]; then
   echo "build.sh: $out is up to date"
   exit 0
