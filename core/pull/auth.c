@@ -2,6 +2,7 @@
  * auth.h. */
 #include <config.h>
 
+#define CURL_DISABLE_TYPECHECK /* lazy-curl.h turns curl_easy_setopt into a pointer */
 #include <curl/curl.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -14,6 +15,7 @@
 #include "cleanup.h"
 #include "core/pull/auth.h"
 #include "core/pull/credentials.h"
+#include "core/util/lazy-curl.h"
 
 #define AUTH_MAX_PARAMS 64
 #define TOKEN_ANSWER_MAX (1024 * 1024)
@@ -458,6 +460,8 @@ auth_fetch_token (const struct auth_fetch *f, char **ret_token, time_t *ret_expi
   for (const char *q = f->realm; *q; q++)
     if ((unsigned char) *q <= ' ' || *q == 0x7f || *q == '#')
       return berth_error_set (err, BERTH_E_INVALID, 0, "bearer challenge with an invalid realm");
+  if (lazy_curl_load (err) < 0)
+    return berth_error_wrap (err, "token request");
 
   CURL *c = curl_easy_init ();
   if (c == NULL)

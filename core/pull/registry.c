@@ -10,6 +10,7 @@
  */
 #include <config.h>
 
+#define CURL_DISABLE_TYPECHECK /* lazy-curl.h turns curl_easy_setopt into a pointer */
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -28,6 +29,7 @@
 #include "core/pull/credentials.h"
 #include "core/pull/hosts.h"
 #include "core/pull/registry.h"
+#include "core/util/lazy-curl.h"
 
 #define TRIES_PER_ENDPOINT 3
 #define MAX_RESUMES 10
@@ -318,21 +320,16 @@ int
 registry_session_new (const char *host, const struct registry_options *o, registry_session **ret, berth_error **err)
 {
   static const struct registry_options defaults = { 0 };
-  static bool curl_ready;
   if (o == NULL)
     o = &defaults;
-  if (!curl_ready)
-    {
-      /* curl_global_init is not thread-safe before 7.84; berthd calls
-       * registry_session_new first from one thread. */
-      curl_global_init (CURL_GLOBAL_DEFAULT);
-      curl_ready = true;
-    }
+  int r = lazy_curl_load (err); /* also runs curl_global_init, once */
+  if (r < 0)
+    return berth_error_wrap (err, "registry %s", host);
 
   _cleanup_(registry_session_freep) registry_session *s = calloc (1, sizeof *s);
   if (s == NULL || (s->host = strdup (host)) == NULL)
     return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "registry session");
-  int r = hosts_load (o->config_path, host, o->plain_http, &s->hosts, err);
+  r = hosts_load (o->config_path, host, o->plain_http, &s->hosts, err);
   if (r < 0)
     return berth_error_wrap (err, "registry %s", host);
   s->eps = calloc (s->hosts->n, sizeof *s->eps);

@@ -43,6 +43,8 @@ struct unpack_stream
 
   EVP_MD_CTX *md;
   int64_t total;
+  int64_t limit; /* <= 0: none */
+  bool over;     /* handed on up to the limit; more followed */
 
   z_stream z;
   bool z_init, z_member_done;
@@ -84,6 +86,38 @@ unpack_stream_decoder (const struct unpack_stream *s)
     default:
       return "none";
     }
+}
+
+void
+unpack_stream_set_limit (struct unpack_stream *s, int64_t max)
+{
+  s->limit = max;
+}
+
+int64_t
+unpack_stream_total (const struct unpack_stream *s)
+{
+  return s->total;
+}
+
+const char *
+unpack_format_size (int64_t n, char buf[64])
+{
+  static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+  if (n < 1024)
+    {
+      snprintf (buf, 64, "%lld bytes", (long long) n);
+      return buf;
+    }
+  int u = 0;
+  while (u < 5 && n >= (INT64_C (1024) << (10 * (u + 1))))
+    u++;
+  int64_t unit = INT64_C (1024) << (10 * u);
+  if (n % unit == 0)
+    snprintf (buf, 64, "%lld %s", (long long) (n / unit), units[u]);
+  else
+    snprintf (buf, 64, "%.1f %s (%lld bytes)", (double) n / (double) unit, units[u], (long long) n);
+  return buf;
 }
 
 /* Read more compressed input into s->in (append at s->in_len). */
@@ -316,6 +350,13 @@ next_none (struct unpack_stream *s, const void **ret_buf, berth_error **err)
 ssize_t
 unpack_stream_next (struct unpack_stream *s, const void **ret_buf, berth_error **err)
 {
+  if (s->over)
+    {
+      char a[64];
+      return berth_error_set (err, BERTH_E_EXHAUSTED, 0,
+                              "layer: the uncompressed stream exceeds the limit of %s (unpack max_uncompressed)",
+                              unpack_format_size (s->limit, a));
+    }
   if (s->done)
     return 0;
   ssize_t n;
@@ -336,6 +377,15 @@ unpack_stream_next (struct unpack_stream *s, const void **ret_buf, berth_error *
     default:
       n = next_none (s, ret_buf, err);
       break;
+    }
+  if (n > 0 && s->limit > 0 && n > s->limit - s->total)
+    {
+      /* Hand on the bytes up to the limit, so that the error names the
+       * entry that crosses it; the next call fails. */
+      s->over = true;
+      n = (ssize_t) (s->limit - s->total);
+      if (n == 0)
+        return unpack_stream_next (s, ret_buf, err);
     }
   if (n > 0)
     {

@@ -35,6 +35,18 @@ ssize_t unpack_stream_next (struct unpack_stream *s, const void **ret_buf, berth
 /* Read (and hash) whatever is left, then give the digest and the size. */
 int unpack_stream_finish (struct unpack_stream *s, char ret_digest[80], int64_t *ret_size, berth_error **err);
 
+/* Refuse to produce more than `max` uncompressed bytes (<= 0: no limit):
+ * unpack_stream_next hands on the bytes up to the limit, then fails with
+ * BERTH_E_EXHAUSTED when more follow. */
+void unpack_stream_set_limit (struct unpack_stream *s, int64_t max);
+
+/* Uncompressed bytes produced so far (read ahead of the tar reader). */
+int64_t unpack_stream_total (const struct unpack_stream *s);
+
+/* Format a byte count for messages: "4 EiB", "1.5 GiB (1610612736 bytes)",
+ * "512 bytes". */
+const char *unpack_format_size (int64_t n, char buf[64]);
+
 /* The decoder's name, for messages and benchmarks: "gzip (isa-l)", ... */
 const char *unpack_stream_decoder (const struct unpack_stream *s);
 

@@ -20,6 +20,12 @@
  *    did not write, tracked as containerd's unpackedPaths).
  * Regular files are written with holes where the tar says sparse (Go's tar
  * writes the zeros; the bytes read back are the same).
+ *
+ * Unlike containerd: tar bomb limits (unpack.h, checked at each header
+ * before anything of the entry is written; max_uncompressed in the
+ * stream), a device policy, device nodes refused without euid 0 instead of
+ * tried, and a hard link to a target missing from the tree is
+ * BERTH_E_INVALID (bad input), not NotFound.
  */
 #include <config.h>
 
@@ -40,6 +46,7 @@
 #include "core/unpack/stream.h"
 #include "core/unpack/tree.h"
 #include "core/unpack/unpack.h"
+#include "core/util/lazy-archive.h"
 
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
@@ -194,6 +201,15 @@ struct apply
   char link[PATH_MAX + 1];
   char scratch[PATH_MAX + 64];
 
+  /* The entry being applied (or the last one, while the next header is
+   * read), for errors that come out of the stream: truncation, limits. */
+  char current[PATH_MAX + 1];
+  bool in_entry;
+
+  /* Tar bomb limits (resolved: <= 0 is none) and what counts against them. */
+  int64_t max_entries, max_apparent, max_uncompressed;
+  int64_t entries, apparent;
+
   struct dir_time *dirs;
   size_t n_dirs, cap_dirs;
   char *dir_names;
@@ -230,6 +246,26 @@ static int
 entry_error (int code, int errnum, const char *name, const char *what, berth_error **err)
 {
   return berth_error_set (err, code, errnum, "layer entry `%s`: %s", name, what);
+}
+
+/* The stream's error (truncation, corruption, max_uncompressed), with the
+ * entry it hit: "layer entry `x`: gzip stream is truncated" inside an
+ * entry's data, "layer, after entry `x`: ..." while reading a header. */
+static int
+stream_fail (struct apply *u, berth_error **err)
+{
+  berth_error *e = TAKE_PTR (u->stream_err);
+  if (e && e->msg && u->current[0])
+    {
+      const char *rest = strncmp (e->msg, "layer: ", 7) == 0 ? e->msg + 7 : e->msg;
+      char *msg = NULL;
+      if (asprintf (&msg, u->in_entry ? "layer entry `%s`: %s" : "layer, after entry `%s`: %s", u->current, rest) >= 0)
+        {
+          free (e->msg);
+          e->msg = msg;
+        }
+    }
+  return berth_error_take (err, e);
 }
 
 static int
@@ -507,7 +543,7 @@ write_data (struct apply *u, struct archive_entry *e, const char *name, int fd, 
       if (r < ARCHIVE_WARN)
         {
           if (u->stream_err)
-            return berth_error_take (err, TAKE_PTR (u->stream_err));
+            return stream_fail (u, err);
           return entry_error (BERTH_E_INVALID, 0, name, archive_error_string (u->a), err);
         }
       const char *p = buf;
@@ -723,6 +759,11 @@ apply_entry (struct apply *u, struct archive_entry *e, berth_error **err)
         *ls = '\0';
       _cleanup_close_ int tfd = -1;
       r = tree_open_dir (u->rootfd, ls ? u->link : "", O_PATH, false, NULL, NULL, &tfd);
+      if (r == -ENOENT)
+        {
+          snprintf (u->scratch, sizeof u->scratch, "hard link target `%s` is not in the layer or below it", hardlink);
+          return entry_error (BERTH_E_INVALID, 0, name, u->scratch, err);
+        }
       if (r < 0)
         {
           snprintf (u->scratch, sizeof u->scratch, "hard link target `%s`", hardlink);
@@ -736,6 +777,12 @@ apply_entry (struct apply *u, struct archive_entry *e, berth_error **err)
               if (r < 0)
                 return r;
               continue;
+            }
+          if (errno == ENOENT)
+            {
+              snprintf (u->scratch, sizeof u->scratch, "hard link target `%s` is not in the layer or below it",
+                        hardlink);
+              return entry_error (BERTH_E_INVALID, 0, name, u->scratch, err);
             }
           snprintf (u->scratch, sizeof u->scratch, "cannot hard-link to `%s`", hardlink);
           return entry_errno (errno, name, u->scratch, err);
@@ -818,6 +865,12 @@ apply_entry (struct apply *u, struct archive_entry *e, berth_error **err)
     case AE_IFBLK:
     case AE_IFIFO:
       {
+        if (type != AE_IFIFO && u->o->devices == UNPACK_DEVICES_REFUSE)
+          return entry_error (BERTH_E_PERMISSION, 0, name,
+                              "device nodes are not allowed here (unpack devices policy: refuse)", err);
+        if (type != AE_IFIFO && !u->is_root)
+          return entry_error (BERTH_E_PERMISSION, EPERM, name,
+                              "cannot create a device node (needs CAP_MKNOD, outside a user namespace)", err);
         dev_t dev = makedev (archive_entry_rdevmajor (e), archive_entry_rdevminor (e));
         while (mknodat (pfd, base, type | perm, type == AE_IFIFO ? 0 : dev) < 0)
           {
@@ -847,6 +900,49 @@ apply_entry (struct apply *u, struct archive_entry *e, berth_error **err)
   if (record_written (u, pst, base) < 0)
     return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "layer entry `%s`", name);
   return 0;
+}
+
+/* The tar bomb limits that the header alone decides: nothing of the entry
+ * is written yet.  max_uncompressed is the stream's (unpack_stream_set_limit):
+ * a dense file's bytes are in the stream, so a file too big for it fails
+ * at the chunk that crosses the limit. */
+static int
+check_limits (struct apply *u, struct archive_entry *e, const char *name, berth_error **err)
+{
+  char a[64], b[64], c[64];
+  u->entries++;
+  if (u->max_entries > 0 && u->entries > u->max_entries)
+    {
+      snprintf (u->scratch, sizeof u->scratch,
+                "the layer has more than %lld entries, the limit (unpack max_entries)", (long long) u->max_entries);
+      return entry_error (BERTH_E_EXHAUSTED, 0, name, u->scratch, err);
+    }
+  if (archive_entry_filetype (e) != AE_IFREG || archive_entry_hardlink (e) != NULL)
+    return 0;
+  int64_t size = archive_entry_size (e);
+  if (size < 0)
+    return entry_error (BERTH_E_INVALID, 0, name, "negative size", err);
+  if (u->max_apparent > 0 && size > u->max_apparent - u->apparent)
+    {
+      if (u->apparent == 0)
+        snprintf (u->scratch, sizeof u->scratch, "apparent size %s exceeds the limit of %s (unpack max_apparent_size)",
+                  unpack_format_size (size, a), unpack_format_size (u->max_apparent, b));
+      else
+        snprintf (u->scratch, sizeof u->scratch,
+                  "apparent size %s, after %s in the entries before it, exceeds the limit of %s "
+                  "(unpack max_apparent_size)",
+                  unpack_format_size (size, a), unpack_format_size (u->apparent, c),
+                  unpack_format_size (u->max_apparent, b));
+      return entry_error (BERTH_E_EXHAUSTED, 0, name, u->scratch, err);
+    }
+  u->apparent += size;
+  return 0;
+}
+
+static int64_t
+limit_or_default (int64_t v, int64_t def)
+{
+  return v == 0 ? def : v;
 }
 
 /* Directories' times last, since writing into them changed their mtime. */
@@ -887,9 +983,13 @@ read_cb (struct archive *a, void *data, const void **buf)
 static int
 archive_fail (struct apply *u, const char *what, berth_error **err)
 {
+  u->in_entry = false;
   if (u->stream_err)
-    return berth_error_take (err, TAKE_PTR (u->stream_err));
+    return stream_fail (u, err);
   const char *msg = archive_error_string (u->a);
+  if (u->current[0])
+    return berth_error_set (err, BERTH_E_INVALID, 0, "layer, after entry `%s`: %s: %s", u->current, what,
+                            msg ? msg : "bad tar stream");
   return berth_error_set (err, BERTH_E_INVALID, 0, "layer: %s: %s", what, msg ? msg : "bad tar stream");
 }
 
@@ -897,6 +997,8 @@ int
 unpack_apply (const char *root, unpack_read_fn read, void *data, const struct unpack_options *o,
               struct unpack_result *ret, berth_error **err)
 {
+  if (lazy_archive_load (err) < 0)
+    return berth_error_wrap (err, "unpack");
   _cleanup_(apply_freep) struct apply *u = calloc (1, sizeof *u);
   if (u == NULL)
     return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "unpack");
@@ -907,9 +1009,14 @@ unpack_apply (const char *root, unpack_read_fn read, void *data, const struct un
   if (u->rootfd < 0 || fstat (u->rootfd, &u->root_st) < 0)
     return berth_error_set (err, berth_errcode_from_errno (errno), errno, "unpack root `%s`", root);
 
+  u->max_entries = limit_or_default (o->max_entries, UNPACK_DEFAULT_MAX_ENTRIES);
+  u->max_apparent = limit_or_default (o->max_apparent_size, UNPACK_DEFAULT_MAX_APPARENT_SIZE);
+  u->max_uncompressed = limit_or_default (o->max_uncompressed, UNPACK_DEFAULT_MAX_UNCOMPRESSED);
+
   int r = unpack_stream_new (read, data, o->compression, o->media_type, o->cancelled, &u->stream, err);
   if (r < 0)
     return r;
+  unpack_stream_set_limit (u->stream, u->max_uncompressed);
 
   u->a = archive_read_new ();
   if (u->a == NULL)
@@ -921,7 +1028,6 @@ unpack_apply (const char *root, unpack_read_fn read, void *data, const struct un
   if (archive_read_open (u->a, u, NULL, read_cb, NULL) != ARCHIVE_OK)
     return archive_fail (u, "not a tar stream", err);
 
-  int64_t entries = 0;
   for (;;)
     {
       if (o->cancelled && *o->cancelled)
@@ -932,20 +1038,26 @@ unpack_apply (const char *root, unpack_read_fn read, void *data, const struct un
         break;
       if (r < ARCHIVE_WARN)
         return archive_fail (u, "bad tar header", err);
-      entries++;
+      const char *name = archive_entry_pathname (e);
+      snprintf (u->current, sizeof u->current, "%s", name ? name : "");
+      r = check_limits (u, e, u->current, err);
+      if (r < 0)
+        return r;
+      u->in_entry = true;
       r = apply_entry (u, e, err);
       if (r < 0)
         return r;
+      u->in_entry = false;
     }
   r = apply_dir_times (u, err);
   if (r < 0)
     return r;
 
   /* The diffID covers the whole stream, padding after the tar's end too. */
-  struct unpack_result res = { .entries = entries };
-  r = unpack_stream_finish (u->stream, res.diff_id, &res.uncompressed, err);
+  struct unpack_result res = { .entries = u->entries };
+  r = unpack_stream_finish (u->stream, res.diff_id, &res.uncompressed, &u->stream_err);
   if (r < 0)
-    return r;
+    return stream_fail (u, err);
   if (o->expected_diff_id && strcmp (o->expected_diff_id, res.diff_id) != 0)
     return berth_error_set (err, BERTH_E_INVALID, 0, "layer: diffID mismatch: the stream hashes to %s, expected %s",
                             res.diff_id, o->expected_diff_id);

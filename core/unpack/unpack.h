@@ -64,7 +64,44 @@ struct unpack_options
    * layer whose uncompressed stream hashes differently fails with
    * BERTH_E_INVALID after it was applied.  May be NULL. */
   const char *expected_diff_id;
+
+  /* Tar bomb limits; 0 takes the default (UNPACK_DEFAULT_*), a negative
+   * value means no limit.  A layer over one fails with BERTH_E_EXHAUSTED
+   * naming the entry and the limit, before that entry is written where the
+   * header tells (entry count, declared sizes):
+   *  - max_entries: tar entries, whiteouts and directories included;
+   *  - max_apparent_size: the sum of the sizes regular files declare (a
+   *    sparse file counts its full logical size, not the bytes it carries);
+   *  - max_uncompressed: bytes of the uncompressed stream (the diffID's
+   *    input, padding after the tar's end included). */
+  int64_t max_entries;
+  int64_t max_apparent_size;
+  int64_t max_uncompressed;
+  /* Character and block device entries: created (the default, as
+   * containerd does when running as root) or refused with
+   * BERTH_E_PERMISSION naming the entry.  FIFOs and overlay whiteouts are
+   * not devices here.  Without euid 0 devices are always refused. */
+  enum unpack_devices
+  {
+    UNPACK_DEVICES_ALLOW = 0,
+    UNPACK_DEVICES_REFUSE,
+  } devices;
 };
+
+/* The defaults (containerd has no limits; these are generous):
+ *  - 1,000,000 entries: ~9x the file count of a notoriously file-heavy whole
+ *    image (ocaml/opam, ~113,000 entries) and more than whole-OS layers
+ *    hold; a bomb stops at 1M inodes (released with the snapshot), which
+ *    also bounds native mode's per-entry memory (~80 MB);
+ *  - 1 TiB apparent: dense files cannot get near it (their bytes are in the
+ *    stream, capped below), sparse ones may (a lastlog for UIDs up to ~3.7e9
+ *    stays under); a 4 EiB declaration is refused at its header;
+ *  - 256 GiB uncompressed: registries cap a layer at tens of GB compressed
+ *    (ECR ~52 GB, GHCR 10 GB); a gzip bomb stops after ~256 GiB of
+ *    decompression (minutes of one core) or at ENOSPC, whichever is first. */
+#define UNPACK_DEFAULT_MAX_ENTRIES INT64_C (1000000)
+#define UNPACK_DEFAULT_MAX_APPARENT_SIZE (INT64_C (1) << 40)  /* 1 TiB */
+#define UNPACK_DEFAULT_MAX_UNCOMPRESSED (INT64_C (256) << 30) /* 256 GiB */
 
 struct unpack_result
 {
@@ -78,9 +115,12 @@ struct unpack_result
  * owns it).  On error the tree may hold part of the layer: the caller
  * discards the snapshot.  Errors: BERTH_E_INVALID for a refused entry
  * ("layer entry `NAME`: path escapes the root", ...) or a corrupt, truncated
- * or non-tar stream; BERTH_E_PERMISSION for a device node without
- * CAP_MKNOD; BERTH_E_CANCELLED; what `read` returned; errno classes for the
- * file system; BERTH_E_INVALID "diffID mismatch" (o->expected_diff_id). */
+ * or non-tar stream; BERTH_E_PERMISSION for a device node without euid 0
+ * or CAP_MKNOD, or against o->devices; BERTH_E_EXHAUSTED for a layer over
+ * one of the limits ("layer entry `NAME`: apparent size 4 EiB exceeds the
+ * limit of 1 TiB (unpack max_apparent_size)"); BERTH_E_CANCELLED; what
+ * `read` returned; errno classes for the file system; BERTH_E_INVALID
+ * "diffID mismatch" (o->expected_diff_id). */
 int unpack_apply (const char *root, unpack_read_fn read, void *data, const struct unpack_options *o,
                   struct unpack_result *ret, berth_error **err);
 

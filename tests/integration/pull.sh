@@ -46,7 +46,7 @@ stored=$out
 missing=0
 # images.tsv: name ... column 11 = the blobs a pull for this host needs.
 while IFS=$'\t' read -r name blobs; do
-  case "$name" in '#'*|'') continue ;; esac
+  case "$name" in busybox|multiarch|zstd|docker-v2s2|docker-list|multilayer) ;; *) continue ;; esac
   for d in ${blobs//,/ }; do
     printf '%s\n' "$stored" | grep -qx "$d" || { echo "  missing $d of $name"; missing=$((missing + 1)); }
   done
