@@ -975,13 +975,44 @@ apply_target (const berth_mounts *m, enum unpack_mode *ret_mode)
   return NULL;
 }
 
+/* The end of one layer's snapshot, however its files got there: r == 0
+ * commits it under its chainID (a chain another pull committed meanwhile
+ * wins, ours is dropped) and puts containerd's diffID label on the layer's
+ * content record — unless the blob was only hashed, never stored;
+ * r < 0 removes it, so no half-made snapshot stays. */
 static int
-unpack_layer (struct pull_state *st, const struct snaps *sn, size_t i, const char *parent, const char *chain,
-              berth_error **err)
+layer_snapshot_end (struct pull_state *st, const struct snaps *sn, const struct unpack_layer *u, const char *key,
+                    int r, berth_error **err)
+{
+  _cleanup_error_ berth_error *e = NULL;
+  if (r < 0)
+    {
+      snaps_remove (sn, key, &e);
+      return r;
+    }
+  r = snaps_commit (sn, u->chain, key, NULL, err);
+  if (r == BERTH_E_EXISTS)
+    {
+      berth_error_free (*err);
+      *err = NULL;
+      r = 0;
+      snaps_remove (sn, key, &e);
+    }
+  if (r < 0 || (u->stream && u->stream->block))
+    return r;
+  berth_labels l = { 0 };
+  if (labels_set (&l, "containerd.io/uncompressed", u->diff_id) == 0)
+    record (st, u->digest, u->size, &l, err);
+  labels_clear (&l);
+  return 0;
+}
+
+static int
+unpack_layer (struct pull_state *st, const struct snaps *sn, size_t i, const char *parent, berth_error **err)
 {
   struct unpack_layer *u = &st->unpack[i];
   char key[BERTH_NAME_MAX];
-  snprintf (key, sizeof key, "extract-%s-%zu-%s", st->lease, i, chain);
+  snprintf (key, sizeof key, "extract-%s-%zu-%s", st->lease, i, u->chain);
   berth_mounts mounts = { 0 };
   int r = snaps_create (sn, key, parent, NULL, false, &mounts, err);
   if (r < 0)
@@ -1008,33 +1039,9 @@ unpack_layer (struct pull_state *st, const struct snaps *sn, size_t i, const cha
     r = berth_error_set (err, BERTH_E_INVALID, 0,
                          "layer %s: its uncompressed content is %s, but the image config says %s", u->digest,
                          res.diff_id, u->diff_id);
-  if (r == 0)
-    {
-      r = snaps_commit (sn, chain, key, NULL, err);
-      if (r == BERTH_E_EXISTS) /* another pull committed the same chain meanwhile */
-        {
-          berth_error_free (*err);
-          *err = NULL;
-          r = 0;
-          _cleanup_error_ berth_error *e = NULL;
-          snaps_remove (sn, key, &e);
-        }
-    }
-  else
-    {
-      _cleanup_error_ berth_error *e = NULL;
-      snaps_remove (sn, key, &e);
-      berth_error_wrap (err, "unpacking layer %s", u->digest);
-    }
-  if (r == 0)
-    {
-      /* containerd's labels: the layer's diffID on its content record. */
-      berth_labels l = { 0 };
-      if (labels_set (&l, "containerd.io/uncompressed", res.diff_id) == 0)
-        record (st, u->digest, u->size, &l, err);
-      labels_clear (&l);
-    }
-  return r;
+  if (r < 0)
+    berth_error_wrap (err, "unpacking layer %s", u->digest);
+  return layer_snapshot_end (st, sn, u, key, r, err);
 }
 
 static struct pull_layer *
@@ -1172,31 +1179,7 @@ commit_staged (struct pull_state *st, const struct snaps *sn, size_t i, const ch
   if (r == 0)
     r = move_staged (u->stream->staging, target, err);
   mounts_clear (&mounts);
-  if (r == 0)
-    {
-      r = snaps_commit (sn, u->chain, key, NULL, err);
-      if (r == BERTH_E_EXISTS)
-        {
-          berth_error_free (*err);
-          *err = NULL;
-          r = 0;
-          _cleanup_error_ berth_error *e = NULL;
-          snaps_remove (sn, key, &e);
-        }
-    }
-  else
-    {
-      _cleanup_error_ berth_error *e = NULL;
-      snaps_remove (sn, key, &e);
-    }
-  if (r == 0 && !u->stream->block) /* a blob hashed but never stored has no record */
-    {
-      berth_labels l = { 0 };
-      if (labels_set (&l, "containerd.io/uncompressed", u->diff_id) == 0)
-        record (st, u->digest, u->size, &l, err);
-      labels_clear (&l);
-    }
-  return r;
+  return layer_snapshot_end (st, sn, u, key, r, err);
 }
 
 /* Unpack the chosen manifest's layers into snapshots named by chainID, in
@@ -1245,7 +1228,7 @@ unpack_image (struct pull_state *st, berth_error **err)
                                                      : (s->r == 0 ? "its diffID does not match the config" : "aborted"));
             }
           else if (!streamed)
-            r = unpack_layer (st, &sn, i, parent, u->chain, err);
+            r = unpack_layer (st, &sn, i, parent, err);
           if (l)
             set_phase (st, (size_t) (l - st->layers), r == 0 ? PULL_DONE : PULL_ERROR);
         }
