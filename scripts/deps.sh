@@ -11,6 +11,10 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev
   # diff apply: tar parsing, gzip (ISA-L, zlib fallback), zstd
   libarchive-dev libisal-dev libzstd-dev zlib1g-dev
+  # running containers: seccomp filters, capabilities, Docker's default
+  # seccomp profile (/usr/share/containers/seccomp.json), crun as a second
+  # external OCI runtime beside runc, iproute2 for network namespaces
+  libseccomp-dev libcap-dev golang-github-containers-common crun iproute2
   # the containerd API .proto files, compiled at build time
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
   # tests: Check, the real ctr (and containerd + runc as the benchmark anchor),
