@@ -13,6 +13,7 @@
 #include "util/workers.h"
 
 struct events;
+struct tasks;
 
 struct daemon
 {
@@ -23,6 +24,7 @@ struct daemon
   workers *workers;
   grpc_server *server;
   struct events *events; /* core/events.h */
+  struct tasks *tasks;   /* core/tasks.h */
   char uuid[40];
   int64_t started_at;
 };
@@ -38,6 +40,11 @@ int service_pull_register (struct daemon *d, berth_error **err);
 int service_gc_register (struct daemon *d, berth_error **err);
 int service_snapshots_register (struct daemon *d, berth_error **err);
 int service_diff_register (struct daemon *d, berth_error **err);
+int service_containers_register (struct daemon *d, berth_error **err);
+int service_tasks_register (struct daemon *d, berth_error **err);
+/* Cancel the Wait calls still blocked in a runtime plugin (up to 2 s),
+ * before the plugins are finalised. */
+void service_tasks_shutdown (struct daemon *d);
 /* service_events_register is in core/events.h. */
 
 #endif

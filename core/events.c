@@ -1,5 +1,6 @@
 #include <config.h>
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,8 @@
 #include "cleanup.h"
 #include "events.h"
 #include "filters.h"
+#include "github.com/containerd/containerd/api/events/container.pb-c.h"
+#include "github.com/containerd/containerd/api/events/task.pb-c.h"
 #include "github.com/containerd/containerd/api/services/events/v1/events.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
 #include "log.h"
@@ -190,6 +193,183 @@ events_publish (events *e, const char *ns, const char *topic, const ProtobufCMes
   size_t len = 0;
   if (pack_envelope (ns, topic, event, now_ns (), &frame, &len) == 0)
     post_frame (e, ns, topic, frame, len);
+}
+
+/* ---- events given as strings (plugins, task manager) --------------------- */
+
+static const char *
+field (const char *const *fields, const char *key)
+{
+  for (size_t i = 0; fields && fields[i] && fields[i + 1]; i += 2)
+    if (strcmp (fields[i], key) == 0)
+      return fields[i + 1];
+  return NULL;
+}
+
+static char *
+field_str (const char *const *fields, const char *key)
+{
+  const char *v = field (fields, key);
+  return (char *) (v ? v : "");
+}
+
+/* A decimal field; hostile text gives 0. */
+static long long
+field_num (const char *const *fields, const char *key)
+{
+  const char *v = field (fields, key);
+  if (v == NULL || *v == '\0')
+    return 0;
+  char *end = NULL;
+  errno = 0;
+  long long n = strtoll (v, &end, 10);
+  return errno || *end ? 0 : n;
+}
+
+static void
+field_time (const char *const *fields, const char *key, Google__Protobuf__Timestamp *ts)
+{
+  long long t = field_num (fields, key);
+  if (t < 0)
+    t = 0;
+  ts->seconds = t / 1000000000;
+  ts->nanos = (int32_t) (t % 1000000000);
+}
+
+int
+events_publish_fields (events *e, const char *ns, const char *topic, const char *const *fields)
+{
+  if (topic == NULL)
+    return BERTH_E_INVALID;
+  if (!events_has_subscribers (e))
+    return 0;
+  Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  if (strcmp (topic, "/tasks/exit") == 0)
+    {
+      Containerd__Events__TaskExit ev = CONTAINERD__EVENTS__TASK_EXIT__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      ev.id = field_str (fields, "id");
+      if (*ev.id == '\0')
+        ev.id = ev.container_id;
+      ev.pid = (uint32_t) field_num (fields, "pid");
+      ev.exit_status = (uint32_t) field_num (fields, "exit_status");
+      field_time (fields, "exited_at", &ts);
+      ev.exited_at = &ts;
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/tasks/delete") == 0)
+    {
+      Containerd__Events__TaskDelete ev = CONTAINERD__EVENTS__TASK_DELETE__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      ev.id = field_str (fields, "id");
+      ev.pid = (uint32_t) field_num (fields, "pid");
+      ev.exit_status = (uint32_t) field_num (fields, "exit_status");
+      field_time (fields, "exited_at", &ts);
+      ev.exited_at = &ts;
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/tasks/create") == 0)
+    {
+      Containerd__Events__TaskCreate ev = CONTAINERD__EVENTS__TASK_CREATE__INIT;
+      Containerd__Events__TaskIO io = CONTAINERD__EVENTS__TASK_IO__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      ev.bundle = field_str (fields, "bundle");
+      ev.pid = (uint32_t) field_num (fields, "pid");
+      io.stdin = field_str (fields, "stdin");
+      io.stdout = field_str (fields, "stdout");
+      io.stderr = field_str (fields, "stderr");
+      io.terminal = field_num (fields, "terminal") != 0;
+      ev.io = &io;
+      ev.checkpoint = (char *) "";
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/tasks/start") == 0)
+    {
+      Containerd__Events__TaskStart ev = CONTAINERD__EVENTS__TASK_START__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      ev.pid = (uint32_t) field_num (fields, "pid");
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/tasks/exec-added") == 0)
+    {
+      Containerd__Events__TaskExecAdded ev = CONTAINERD__EVENTS__TASK_EXEC_ADDED__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      ev.exec_id = field_str (fields, "exec_id");
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/tasks/exec-started") == 0)
+    {
+      Containerd__Events__TaskExecStarted ev = CONTAINERD__EVENTS__TASK_EXEC_STARTED__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      ev.exec_id = field_str (fields, "exec_id");
+      ev.pid = (uint32_t) field_num (fields, "pid");
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/tasks/paused") == 0)
+    {
+      Containerd__Events__TaskPaused ev = CONTAINERD__EVENTS__TASK_PAUSED__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/tasks/resumed") == 0)
+    {
+      Containerd__Events__TaskResumed ev = CONTAINERD__EVENTS__TASK_RESUMED__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/tasks/oom") == 0)
+    {
+      Containerd__Events__TaskOOM ev = CONTAINERD__EVENTS__TASK_OOM__INIT;
+      ev.container_id = field_str (fields, "container_id");
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/containers/create") == 0)
+    {
+      Containerd__Events__ContainerCreate ev = CONTAINERD__EVENTS__CONTAINER_CREATE__INIT;
+      Containerd__Events__ContainerCreate__Runtime rt = CONTAINERD__EVENTS__CONTAINER_CREATE__RUNTIME__INIT;
+      ev.id = field_str (fields, "id");
+      ev.image = field_str (fields, "image");
+      rt.name = field_str (fields, "runtime");
+      ev.runtime = &rt;
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/containers/update") == 0)
+    {
+      Containerd__Events__ContainerUpdate ev = CONTAINERD__EVENTS__CONTAINER_UPDATE__INIT;
+      ev.id = field_str (fields, "id");
+      ev.image = field_str (fields, "image");
+      ev.snapshot_key = field_str (fields, "snapshot_key");
+      size_t n = 0;
+      for (size_t i = 0; fields && fields[i] && fields[i + 1]; i += 2)
+        n += strncmp (fields[i], "labels.", 7) == 0;
+      _cleanup_free_ Containerd__Events__ContainerUpdate__LabelsEntry *ents = calloc (n + 1, sizeof *ents);
+      _cleanup_free_ Containerd__Events__ContainerUpdate__LabelsEntry **ptrs = calloc (n + 1, sizeof *ptrs);
+      if (ents == NULL || ptrs == NULL)
+        return BERTH_E_NOMEM;
+      size_t k = 0;
+      for (size_t i = 0; fields && fields[i] && fields[i + 1]; i += 2)
+        if (strncmp (fields[i], "labels.", 7) == 0)
+          {
+            Containerd__Events__ContainerUpdate__LabelsEntry init = CONTAINERD__EVENTS__CONTAINER_UPDATE__LABELS_ENTRY__INIT;
+            ents[k] = init;
+            ents[k].key = (char *) fields[i] + 7;
+            ents[k].value = (char *) fields[i + 1];
+            ptrs[k] = &ents[k];
+            k++;
+          }
+      ev.labels = ptrs;
+      ev.n_labels = k;
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else if (strcmp (topic, "/containers/delete") == 0)
+    {
+      Containerd__Events__ContainerDelete ev = CONTAINERD__EVENTS__CONTAINER_DELETE__INIT;
+      ev.id = field_str (fields, "id");
+      events_publish (e, ns, topic, &ev.base);
+    }
+  else
+    return BERTH_E_NOTSUP;
+  return 0;
 }
 
 /* ---- the service --------------------------------------------------------- */

@@ -27,6 +27,15 @@ void events_free (events *e);
 
 /* Any thread.  ns may be NULL (no namespace). */
 void events_publish (events *e, const char *ns, const char *topic, const ProtobufCMessage *event);
+/* Any thread: an event given as NULL-terminated key, value string pairs
+ * (the plugin ABI's host->publish form, also used by the task manager),
+ * mapped to containerd's message for the topic: /tasks/create, /tasks/start,
+ * /tasks/exit, /tasks/delete, /tasks/exec-added, /tasks/exec-started,
+ * /tasks/paused, /tasks/resumed, /tasks/oom (api/events/task.proto),
+ * /containers/create, /containers/update, /containers/delete
+ * (container.proto; "labels.<k>" fields become labels).  Other topics are
+ * dropped with BERTH_E_NOTSUP. */
+int events_publish_fields (events *e, const char *ns, const char *topic, const char *const *fields);
 /* Cheap check, any thread: skip building events nobody listens to. */
 bool events_has_subscribers (const events *e);
 

@@ -160,6 +160,9 @@ struct ns_graph
   struct meta_snapshot *snaps; /* sorted by snapshotter, key */
   size_t nsnaps;
   char **snap_names; /* "snapshot <snapshotter>/<key>" */
+  /* Containers are roots: their snapshot and gc.ref labels. */
+  struct meta_container *ctrs;
+  size_t nctrs;
 };
 
 static void
@@ -184,6 +187,7 @@ graph_clear (struct ns_graph *g)
     free (g->snap_names[i]);
   free (g->snap_names);
   meta_snapshots_free (g->snaps, g->nsnaps);
+  meta_containers_free (g->ctrs, g->nctrs);
   memset (g, 0, sizeof *g);
 }
 
@@ -342,6 +346,8 @@ graph_load (meta *m, const char *ns, int64_t now, struct ns_graph *g, berth_erro
     r = meta_lease_list (m, ns, NULL, 0, &g->leases, &g->nleases, err);
   if (r == 0)
     r = meta_snapshot_list (m, ns, NULL, NULL, 0, &g->snaps, &g->nsnaps, err);
+  if (r == 0)
+    r = meta_container_list (m, ns, NULL, 0, &g->ctrs, &g->nctrs, err);
   if (r < 0)
     return r;
   g->snap_names = calloc (g->nsnaps + 1, sizeof *g->snap_names);
@@ -390,6 +396,27 @@ graph_load (meta *m, const char *ns, int64_t now, struct ns_graph *g, berth_erro
       while (r == 0 && labels_next (&g->imgs[i].labels, &it, &k, &v))
         if ((sn = snap_ref_label (k, &snlen)) != NULL)
           r = graph_add_snap_root (g, sn, snlen, v, k, "image %s", g->imgs[i].name);
+    }
+  /* A container holds its snapshot (containerd's gc: container → snapshot)
+   * and whatever its gc.ref labels name; its image is a root of its own. */
+  for (size_t i = 0; r == 0 && i < g->nctrs; i++)
+    {
+      const struct meta_container *c = &g->ctrs[i];
+      if (c->snapshot_key[0] && c->snapshotter[0])
+        r = graph_add_snap_root (g, c->snapshotter, strlen (c->snapshotter), c->snapshot_key, NULL, "container %s",
+                                 c->id);
+      size_t it = 0, snlen;
+      const char *k, *v, *sn;
+      while (r == 0 && labels_next (&c->labels, &it, &k, &v))
+        if (is_ref_label (k))
+          {
+            _cleanup_free_ char *edge = NULL;
+            if (asprintf (&edge, "label %s", k) < 0)
+              return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "gc");
+            r = graph_add_root (g, v, edge, "container %s", c->id);
+          }
+        else if ((sn = snap_ref_label (k, &snlen)) != NULL)
+          r = graph_add_snap_root (g, sn, snlen, v, k, "container %s", c->id);
     }
   for (size_t i = 0; r == 0 && i < g->nleases; i++)
     for (size_t j = 0; r == 0 && !g->expired[i] && j < g->nres[i]; j++)

@@ -7,8 +7,8 @@
  * edges are content labels containerd.io/gc.ref.content[.<anything>] whose
  * value is a digest.  Sweep: expired leases, unmarked content records, then
  * blobs of the store that no namespace has a record for.  Ingests are left
- * to the store (it cleans stale ones itself); containers join when their
- * issue lands.
+ * to the store (it cleans stale ones itself).  Containers are roots too:
+ * they hold their snapshot (snapshotter, key) and what their gc.ref labels name.
  *
  * Snapshots (containerd's metadata/gc.go): roots are snapshots held by a
  * live lease ("snapshots/<snapshotter>" resources) and snapshots labelled

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "events.h"
 #include "log.h"
 #include "sd-notify.h"
+#include "tasks.h"
 
 struct options
 {
@@ -74,11 +76,21 @@ registry_cfg (void *data, const plugin *p, const char *key, struct berth_cfg_val
   return config_plugin_get (cfg, p->full_name, p->desc.config_keys, key, ret);
 }
 
+/* The task manager that plugin events go to; set once it exists (plugins
+ * initialise before it: what they publish meanwhile has no subscriber). */
+static _Atomic (tasks *) publish_tasks;
+
 static int
 registry_publish (void *data, const plugin *p, const char *ns, const char *topic, const char *const *fields)
 {
-  /* The Events service arrives with the runtime issue; until then events are logged. */
-  log_debug ("event %s (namespace %s) from %s", topic, ns ? ns : "-", p->full_name);
+  tasks *t = atomic_load (&publish_tasks);
+  if (t == NULL)
+    {
+      log_debug ("event %s (namespace %s) from %s before the task manager is up; dropped", topic, ns ? ns : "-",
+                 p->full_name);
+      return 0;
+    }
+  tasks_plugin_event (t, ns, topic, fields);
   return 0;
 }
 
@@ -449,6 +461,12 @@ run_daemon (struct options *o)
       || service_gc_register (d, &err) < 0 || service_snapshots_register (d, &err) < 0
       || service_diff_register (d, &err) < 0 || gc_start (d, &err) < 0)
     goto out;
+  if (tasks_new (d, &d->tasks, &err) < 0 || service_containers_register (d, &err) < 0
+      || service_tasks_register (d, &err) < 0)
+    goto out;
+  atomic_store (&publish_tasks, d->tasks);
+  /* Reconnect to the tasks that outlived the last berthd before serving. */
+  tasks_recover (d->tasks);
   if (listen_api (&rt, &err) < 0)
     goto out;
   loop_add_signal (d->loop, SIGTERM, on_term, &rt);
@@ -473,9 +491,16 @@ out:
     }
   if (d->server)
     grpc_server_shutdown (d->server);
+  if (d->tasks)
+    service_tasks_shutdown (d);
   workers_free (d->workers);
+  atomic_store (&publish_tasks, NULL);
   grpc_server_free (d->server);
   events_free (d->events);
+  /* Plugins (and their monitor threads) go before the task manager they publish to. */
+  registry_free (d->reg);
+  d->reg = NULL;
+  tasks_free (d->tasks);
   if (rt.socket_created)
     unlink (cfg->grpc.address);
   loop_free (d->loop);

@@ -96,6 +96,7 @@ config_free (struct berth_config *cfg)
   free (cfg->grpc.address);
   free (cfg->registry.config_path);
   free (cfg->debug.level);
+  free (cfg->runtime.default_runtime);
   toml_free (cfg->doc);
   cache_free (cfg->cache);
   free (cfg);
@@ -126,7 +127,9 @@ config_new_default (struct berth_config **ret, berth_error **err)
   cfg->registry.config_path = strdup ("/etc/berth/certs.d");
   cfg->registry.max_concurrent_downloads = 3;
   cfg->debug.level = strdup ("info");
-  if (!cfg->root || !cfg->state || !cfg->plugin_dirs || !cfg->disabled_plugins || !cfg->required_plugins
+  cfg->runtime.default_runtime = strdup ("io.berth.runtime.v1.namespaces");
+  cfg->runtime.state_timeout_ms = 2000;
+  if (!cfg->runtime.default_runtime || !cfg->root || !cfg->state || !cfg->plugin_dirs || !cfg->disabled_plugins || !cfg->required_plugins
       || !cfg->grpc.address || !cfg->registry.config_path || !cfg->debug.level)
     return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "config");
   *ret = TAKE_PTR (cfg);
@@ -299,6 +302,31 @@ load_debug (struct loader *l, const struct toml_value *t)
 }
 
 static int
+load_runtime (struct loader *l, const struct toml_value *t)
+{
+  for (size_t i = 0; i < t->u.tab.n; i++)
+    {
+      const struct toml_kv *kv = &t->u.tab.items[i];
+      int r;
+      if (strcmp (kv->key, "default") == 0)
+        {
+          r = load_string (l, "runtime.default", kv->value, false, &l->cfg->runtime.default_runtime);
+          if (r == 0 && strncmp (l->cfg->runtime.default_runtime, "io.berth.runtime.v1.", 20) != 0)
+            r = load_fail (l, kv->value->pos,
+                           "bad value for `runtime.default`: must name a runtime plugin "
+                           "(\"io.berth.runtime.v1.<id>\", e.g. io.berth.runtime.v1.namespaces)");
+        }
+      else if (strcmp (kv->key, "state_timeout_ms") == 0)
+        r = load_int (l, "runtime.state_timeout_ms", kv->value, 10, 600000, &l->cfg->runtime.state_timeout_ms);
+      else
+        r = load_fail (l, kv->pos, "unknown key `runtime.%s`", kv->key);
+      if (r < 0)
+        return r;
+    }
+  return 0;
+}
+
+static int
 load_doc (struct loader *l, const struct toml_value *root)
 {
   const struct toml_value *version = toml_table_get (root, "version");
@@ -347,6 +375,12 @@ load_doc (struct loader *l, const struct toml_value *root)
           r = want_type (l, k, v, TOML_TABLE, "table");
           if (r >= 0)
             r = load_registry (l, v);
+        }
+      else if (strcmp (k, "runtime") == 0)
+        {
+          r = want_type (l, k, v, TOML_TABLE, "table");
+          if (r >= 0)
+            r = load_runtime (l, v);
         }
       else if (strcmp (k, "debug") == 0)
         {
@@ -1087,6 +1121,12 @@ config_default_text (const struct config_plugin_schema *schemas, size_t n)
   out_printf (&o, "  # Drop a layer's compressed blob once it is unpacked (saves disk; push and export\n"
                   "  # then need a new pull).\n  discard_unpacked_layers = %s\n",
               d->registry.discard_unpacked_layers ? "true" : "false");
+  out_printf (&o, "\n[runtime]\n  # Runtime plugin that containerd's runtime names (io.containerd.runc.v2, ...)\n"
+                  "  # run on; io.berth.runtime.v1.oci when this one is not loaded.\n  default = ");
+  out_quoted (&o, d->runtime.default_runtime);
+  out_printf (&o, "\n  # Deadline of a task state query (Tasks.List/Get), in ms; a shim that does not\n"
+                  "  # answer in time is reported UNKNOWN.\n  state_timeout_ms = %lld\n",
+              (long long) d->runtime.state_timeout_ms);
   out_printf (&o, "\n[debug]\n  # Log level: debug, info, warn or error.\n  level = ");
   out_quoted (&o, d->debug.level);
   out_printf (&o, "\n\n# One table per plugin, named by its full name \"<type>.<id>\".\n[plugins]\n");

@@ -64,6 +64,16 @@ struct berth_config
   {
     char *level; /* "debug", "info", "warn", "error": "info" */
   } debug;
+  struct
+  {
+    /* The runtime plugin ("<type>.<id>") that containerd's runtime names
+     * (io.containerd.runc.v2, .runc.v1, .runtime.v1.linux) map to:
+     * "io.berth.runtime.v1.namespaces". */
+    char *default_runtime;
+    /* Deadline of the state calls behind Tasks.List/Get, in ms: 2000.  A
+     * shim that does not answer in time is reported UNKNOWN. */
+    int64_t state_timeout_ms;
+  } runtime;
 
   /* The parsed document (NULL for pure defaults) and its [plugins] table
    * (NULL when absent).  Read-only; see core/config/toml.h. */

@@ -88,6 +88,33 @@ static const char *const migrations[] = {
   "CREATE TABLE sequences ("
   "  name TEXT PRIMARY KEY NOT NULL,"
   "  value INTEGER NOT NULL);",
+  /* 3 → 4: containers (issue 6), containerd's metadata/containers.go
+   * model.  runtime_options, spec and the extensions are protobuf Any
+   * values kept as (type_url, bytes); labels live in object_labels with
+   * kind "container". */
+  "CREATE TABLE containers ("
+  "  namespace TEXT NOT NULL REFERENCES namespaces (name),"
+  "  id TEXT NOT NULL,"
+  "  image TEXT NOT NULL,"
+  "  runtime_name TEXT NOT NULL,"
+  "  runtime_options_type TEXT NOT NULL,"
+  "  runtime_options BLOB,"
+  "  spec_type TEXT NOT NULL,"
+  "  spec BLOB,"
+  "  snapshotter TEXT NOT NULL,"
+  "  snapshot_key TEXT NOT NULL,"
+  "  sandbox_id TEXT NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  updated_at INTEGER NOT NULL,"
+  "  PRIMARY KEY (namespace, id));"
+  "CREATE TABLE container_extensions ("
+  "  namespace TEXT NOT NULL,"
+  "  container TEXT NOT NULL,"
+  "  name TEXT NOT NULL,"
+  "  type_url TEXT NOT NULL,"
+  "  value BLOB,"
+  "  PRIMARY KEY (namespace, container, name),"
+  "  FOREIGN KEY (namespace, container) REFERENCES containers (namespace, id) ON DELETE CASCADE);",
 };
 
 int
@@ -592,7 +619,8 @@ meta_namespace_delete (meta *m, const char *name, berth_error **err)
   static const struct
   {
     const char *table, *what;
-  } holders[] = { { "images", "images" }, { "content", "content" }, { "leases", "leases" }, { "snapshots", "snapshots" } };
+  } holders[] = { { "images", "images" }, { "content", "content" }, { "leases", "leases" }, { "snapshots", "snapshots" },
+                { "containers", "containers" } };
   int r = meta_begin (m, err);
   if (r < 0)
     return r;

@@ -248,4 +248,66 @@ int meta_snapshot_update (meta *m, const char *ns, const char *snapshotter, cons
 /* Whether any namespace has a record with this plugin key. */
 int meta_snapshot_backend_known (meta *m, const char *snapshotter, const char *backend, bool *ret, berth_error **err);
 
+/* ---- Schema 4: containers (namespaced; core/metadata/meta-containers.c) ----
+ *
+ * containerd's metadata/containers.go model.  Any values (runtime options,
+ * spec, extensions) are kept as the client sent them: type URL and bytes.
+ */
+struct meta_any
+{
+  char *type_url; /* "" when unset */
+  uint8_t *value;
+  size_t len;
+};
+
+struct meta_extension
+{
+  char *name;
+  struct meta_any value;
+};
+
+struct meta_container
+{
+  char *id;
+  berth_labels labels;
+  char *image;
+  char *runtime_name;
+  struct meta_any runtime_options;
+  struct meta_any spec;
+  char *snapshotter;
+  char *snapshot_key;
+  char *sandbox_id;
+  struct meta_extension *extensions;
+  size_t n_extensions;
+  int64_t created_at;
+  int64_t updated_at;
+};
+
+void meta_any_clear (struct meta_any *a);
+void meta_container_clear (struct meta_container *c);
+void meta_containers_free (struct meta_container *v, size_t n);
+
+/* BERTH_E_NOTFOUND "container `id`: not found". */
+int meta_container_get (meta *m, const char *ns, const char *id, struct meta_container *ret, berth_error **err);
+/* Filters answer id, image, runtime.name, snapshotter, snapshotkey and
+ * labels.<k>.  Sorted by id. */
+int meta_container_list (meta *m, const char *ns, const char *const *filters, size_t nfilters,
+                         struct meta_container **ret, size_t *ret_n, berth_error **err);
+/* containerd's validation: id (identifier rules), runtime name, spec, and a
+ * snapshotter when a snapshot key is set (BERTH_E_INVALID); BERTH_E_EXISTS
+ * when the id is taken.  Fills ret (may be NULL). */
+int meta_container_create (meta *m, const char *ns, const struct meta_container *c, struct meta_container *ret,
+                           berth_error **err);
+/* paths: NULL/0 replaces everything mutable (runtime and snapshotter must
+ * not change); otherwise any of "labels", "labels.<k>", "spec",
+ * "extensions", "extensions.<k>", "image", "snapshotkey" (BERTH_E_INVALID
+ * for others).  BERTH_E_NOTFOUND.  Fills ret (may be NULL). */
+int meta_container_update (meta *m, const char *ns, const struct meta_container *c, const char *const *paths,
+                           size_t npaths, struct meta_container *ret, berth_error **err);
+/* BERTH_E_NOTFOUND. */
+int meta_container_delete (meta *m, const char *ns, const char *id, berth_error **err);
+/* Set or delete (value NULL or "") one label, for the core's own labels. */
+int meta_container_set_label (meta *m, const char *ns, const char *id, const char *key, const char *value,
+                              berth_error **err);
+
 #endif
