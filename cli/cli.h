@@ -124,6 +124,8 @@ extern const char cli_pull_help[];
 #define CLI_PULL_SHORTOPTS "u:q"
 int berth_cmd_pull (struct cli *cli, int argc, char **argv);
 int berth_cmd_pull_content (struct cli *cli, int argc, char **argv);
+/* Pull ref for `berth run --pull` (progress on stderr); an exit code. */
+int cli_pull_image (struct cli *cli, const char *ref, const char *snapshotter, bool plain_http);
 /* berth content explain DIGEST (cli/cmd-gc.c). */
 int berth_cmd_content_explain (struct cli *cli, int argc, char **argv);
 

@@ -339,6 +339,42 @@ static const struct cli_command pull_command = {
   .run = berth_cmd_pull,
 };
 
+int
+cli_pull_image (struct cli *cli, const char *ref, const char *snapshotter, bool plain_http)
+{
+  char *argv[8];
+  int argc = 0;
+  argv[argc++] = (char *) "pull";
+  if (plain_http)
+    argv[argc++] = (char *) "--plain-http";
+  if (snapshotter && *snapshotter)
+    {
+      argv[argc++] = (char *) "--snapshotter";
+      argv[argc++] = (char *) snapshotter;
+    }
+  argv[argc++] = (char *) ref;
+  argv[argc] = NULL;
+  const struct cli_command *saved = cli->command;
+  int saved_optind = optind;
+  cli->command = &pull_command;
+  optind = 0;
+  /* Progress goes to stderr: stdout is the container's. */
+  fflush (stdout);
+  int out = dup (STDOUT_FILENO);
+  if (out >= 0)
+    dup2 (STDERR_FILENO, STDOUT_FILENO);
+  int r = pull_common (cli, argc, argv, false);
+  fflush (stdout);
+  if (out >= 0)
+    {
+      dup2 (out, STDOUT_FILENO);
+      close (out);
+    }
+  cli->command = saved;
+  optind = saved_optind;
+  return r;
+}
+
 const struct cli_group cli_group_pull = {
   .name = "pull",
   .summary = "pull an image (same as `images pull`)",

@@ -7,6 +7,25 @@
 
 #include "cli.h"
 
+extern const struct cli_group cli_group_attach;
+extern const struct cli_group cli_group_containers;
+extern const struct cli_group cli_group_create;
+extern const struct cli_group cli_group_exec;
+extern const struct cli_group cli_group_inspect;
+extern const struct cli_group cli_group_kill;
+extern const struct cli_group cli_group_logs;
+extern const struct cli_group cli_group_pause;
+extern const struct cli_group cli_group_ps;
+extern const struct cli_group cli_group_restart;
+extern const struct cli_group cli_group_rm;
+extern const struct cli_group cli_group_run;
+extern const struct cli_group cli_group_start;
+extern const struct cli_group cli_group_stats;
+extern const struct cli_group cli_group_stop;
+extern const struct cli_group cli_group_tasks;
+extern const struct cli_group cli_group_top;
+extern const struct cli_group cli_group_unpause;
+extern const struct cli_group cli_group_wait;
 extern const struct cli_group cli_group_content;
 extern const struct cli_group cli_group_gc;
 extern const struct cli_group cli_group_images;
@@ -22,18 +41,37 @@ extern const struct cli_group cli_group_tag;
 extern const struct cli_group cli_group_version;
 
 const struct cli_group *const cli_groups[] = {
+  &cli_group_attach,
+  &cli_group_containers,
   &cli_group_content,
+  &cli_group_create,
+  &cli_group_exec,
   &cli_group_gc,
   &cli_group_images,
+  &cli_group_inspect,
+  &cli_group_kill,
   &cli_group_leases,
   &cli_group_login,
   &cli_group_logout,
+  &cli_group_logs,
   &cli_group_namespaces,
+  &cli_group_pause,
   &cli_group_plugins,
+  &cli_group_ps,
   &cli_group_pull,
+  &cli_group_restart,
+  &cli_group_rm,
   &cli_group_rmi,
+  &cli_group_run,
   &cli_group_snapshots,
+  &cli_group_start,
+  &cli_group_stats,
+  &cli_group_stop,
   &cli_group_tag,
+  &cli_group_tasks,
+  &cli_group_top,
+  &cli_group_unpause,
   &cli_group_version,
+  &cli_group_wait,
   NULL,
 };
