@@ -55,11 +55,15 @@ REGDIR=$(mktemp -d /tmp/berth-demo-registry.XXXXXX); rmdir "$REGDIR"
 REG=$(bash tests/registry/start.sh "$REGDIR")
 MIRROR=/etc/berth/certs.d/docker.io
 cleanup () {
+  berth rm -f berth-demo-redis >/dev/null 2>&1 || true
   rm -f "$MIRROR/hosts.toml"; rmdir "$MIRROR" 2>/dev/null || true
   bash tests/registry/stop.sh "$REGDIR" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 skopeo copy -q --dest-tls-verify=false "oci:$IMAGES/busybox:latest" "docker://$REG/library/busybox:latest"
+# A redis image built offline by tests/images/build.sh: Debian's redis-server
+# and its libraries on a busybox base, published as docker.io's redis:alpine.
+skopeo copy -q --dest-tls-verify=false "oci:$IMAGES/redis-sized:latest" "docker://$REG/library/redis:alpine"
 mkdir -p "$MIRROR"
 cat > "$MIRROR/hosts.toml" <<TOML
 # written by scripts/demo.sh, removed when it ends
@@ -73,6 +77,19 @@ show berth pull docker.io/library/busybox:latest
 show berth images ls
 show berth snapshots ls
 show berth content explain "$(berth images ls --format json | python3 -c 'import json,sys; print([i for i in json.load(sys.stdin) if i["name"].endswith("busybox:latest")][0]["target"]["digest"])' 2>/dev/null || true)"
-show berth rmi docker.io/library/busybox:latest
+show berth run --rm docker.io/library/busybox:latest echo "hello from a berth container"
+
+say "redis, pulled through the mirror and run in the background"
+show berth pull docker.io/library/redis:alpine
+show berth run -d --name berth-demo-redis redis:alpine
+for i in $(seq 1 100); do
+  berth logs berth-demo-redis 2>/dev/null | grep -q "Ready to accept connections" && break
+  sleep 0.1
+done
+show berth logs berth-demo-redis
+show berth ps
+show berth exec berth-demo-redis redis-cli ping
+show berth rm -f berth-demo-redis
+show berth rmi docker.io/library/busybox:latest docker.io/library/redis:alpine
 show berth gc
 say "done: berthd keeps running; \`berth --help\` lists what it can do"
