@@ -21,12 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
 
 #include "cleanup.h"
 #include "cli.h"
 #include "dockercfg.h"
 #include "helpers.h"
+#include "lazy-curl.h"
 
 #define HUB_REGISTRY "registry-1.docker.io"
 #define VERIFY_CONNECT_TIMEOUT_S 10L
@@ -231,8 +233,9 @@ static int
 verify_credentials (const char *key, bool plain_http, const char *user, const char *secret, berth_error **err)
 {
   const char *host = strcmp (key, DOCKERCFG_HUB_KEY) == 0 ? HUB_REGISTRY : key;
-  if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK)
-    return berth_error_set (err, BERTH_E_INTERNAL, 0, "cannot initialise libcurl");
+  /* Loads libcurl (the CLI does not link it: see lazy-curl.h). */
+  if (lazy_curl_load (err) < 0)
+    return berth_error_wrap (err, "login");
   _cleanup_free_ char *base = NULL;
   if (asprintf (&base, "%s://%s/v2/", plain_http ? "http" : "https", host) < 0)
     return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "login");

@@ -15,7 +15,7 @@
 #include "cleanup.h"
 #include "core/pull/auth.h"
 #include "core/pull/credentials.h"
-#include "core/util/lazy-curl.h"
+#include "lazy-curl.h"
 
 #define AUTH_MAX_PARAMS 64
 #define TOKEN_ANSWER_MAX (1024 * 1024)

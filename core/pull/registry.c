@@ -29,7 +29,7 @@
 #include "core/pull/credentials.h"
 #include "core/pull/hosts.h"
 #include "core/pull/registry.h"
-#include "core/util/lazy-curl.h"
+#include "lazy-curl.h"
 
 #define TRIES_PER_ENDPOINT 3
 #define MAX_RESUMES 10

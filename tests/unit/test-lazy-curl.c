@@ -14,7 +14,7 @@
 
 #include "check-main.h"
 #include "cleanup.h"
-#include "core/util/lazy-curl.h"
+#include "lazy-curl.h"
 
 static bool
 libcurl_mapped (void)

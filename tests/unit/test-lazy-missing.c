@@ -12,7 +12,7 @@
 #include "check-main.h"
 #include "cleanup.h"
 #include "core/util/lazy-archive.h"
-#include "core/util/lazy-curl.h"
+#include "lazy-curl.h"
 
 START_TEST (test_a_missing_libcurl_is_named_in_the_error)
 {

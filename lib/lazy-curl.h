@@ -1,6 +1,6 @@
 /* libcurl, loaded at first use.
  *
- * berthd links neither libcurl nor its dependencies (GnuTLS, Kerberos,
+ * berthd and berth link neither libcurl nor its dependencies (GnuTLS, Kerberos,
  * LDAP, libssh2, ...): their relocations and constructors cost an idle
  * daemon ~4 MiB of RSS, and an idle daemon never pulls.  Instead
  * lazy_curl_load() dlopens libcurl (RTLD_NOW | RTLD_LOCAL, by the SONAME
@@ -11,15 +11,15 @@
  *
  *   #define CURL_DISABLE_TYPECHECK   (typecheck-gcc.h makes curl_easy_setopt a macro)
  *   #include <curl/curl.h>
- *   #include "core/util/lazy-curl.h"
+ *   #include "lazy-curl.h"
  *
  * after which curl_easy_init () & co. are calls through `lazy_curl`, so the
  * call sites read as plain libcurl.  Each entry point calls
  * lazy_curl_load() before any of them.  A function core starts to use is
  * added to the struct, the #define list and the table in lazy-curl.c.
  */
-#ifndef BERTH_CORE_UTIL_LAZY_CURL_H
-#define BERTH_CORE_UTIL_LAZY_CURL_H
+#ifndef BERTH_LIB_LAZY_CURL_H
+#define BERTH_LIB_LAZY_CURL_H
 
 #include <curl/curl.h>
 

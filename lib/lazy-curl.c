@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/util/lazy-curl.h"
+#include "lazy-curl.h"
 
 /* configure's; tests/unit/test-lazy-missing.c names a missing one. */
 #ifndef LAZY_CURL_SONAME
