@@ -23,8 +23,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shimrt-private.h"
 
@@ -562,6 +564,16 @@ await_shim_exit (int32_t pid)
 {
   if (pid <= 1)
     return;
+  /* A pidfd is readable as soon as the process has exited: no polling. */
+  int pfd = (int)syscall (SYS_pidfd_open, (pid_t)pid, 0);
+  if (pfd >= 0)
+    {
+      struct pollfd p = { .fd = pfd, .events = POLLIN };
+      while (poll (&p, 1, 2000) < 0 && errno == EINTR)
+        ;
+      close (pfd);
+      return;
+    }
   for (int i = 0; i < 400 && pid_running (pid); i++)
     {
       struct timespec ts = { 0, (i < 20 ? 1 : 5) * 1000 * 1000 };

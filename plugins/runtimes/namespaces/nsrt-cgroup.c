@@ -1202,7 +1202,7 @@ apply_devices (struct nsrt_cgroup *cg, json_object *a, struct nsrt_err *err)
           r = nsrt_errf (err, 0, "linux.resources.%s: bad major/minor", where);
           break;
         }
-      char smaj[16] = "*", smin[16] = "*";
+      char smaj[24] = "*", smin[24] = "*";
       if (hmaj && maj >= 0)
         snprintf (smaj, sizeof smaj, "%" PRId64, maj);
       if (hmin && min >= 0)
