@@ -145,7 +145,8 @@ START_TEST (test_hostile_runtime_text_is_bounded)
   ck_assert (!runtime_msg_from_json_log ("{\"level\":\"error\"}", 17, msg, sizeof msg));
   ck_assert (!runtime_msg_from_json_log ("\"msg\":\"", 7, msg, sizeof msg));
   char big[64];
-  ck_assert (runtime_msg_from_stderr ("time=\"t\" level=error msg=\"boom \\\"x\\\"\"\n", 40, big, sizeof big));
+  const char logrus[] = "time=\"t\" level=error msg=\"boom \\\"x\\\"\"\n";
+  ck_assert (runtime_msg_from_stderr (logrus, sizeof logrus - 1, big, sizeof big));
   ck_assert_str_eq (big, "boom \"x\"");
   ck_assert (runtime_msg_from_stderr ("  plain\nreason\n", 15, big, sizeof big));
   ck_assert_str_eq (big, "plain;reason");

@@ -65,6 +65,18 @@
     }                                                                                              \
   while (0)
 
+/* Every J() document lives until the end of its test (pool_free, the
+ * tcases' teardown), so that calls can take J(...) inline. */
+static json_object *pool[512];
+static size_t npool;
+
+static void
+pool_free (void)
+{
+  while (npool > 0)
+    json_object_put (pool[--npool]);
+}
+
 static json_object *
 J (const char *fmt, ...)
 {
@@ -75,6 +87,8 @@ J (const char *fmt, ...)
   va_end (ap);
   json_object *o = json_tokener_parse (buf);
   ck_assert_msg (o != NULL, "bad test JSON: %s", buf);
+  ck_assert (npool < sizeof pool / sizeof pool[0]);
+  pool[npool++] = json_object_get (o);
   return o;
 }
 
@@ -1382,6 +1396,7 @@ nsrt_sec_suite (void)
 {
   Suite *su = suite_create ("nsrt-sec");
   TCase *tc = tcase_create ("cgroup");
+  tcase_add_checked_fixture (tc, NULL, pool_free);
   tcase_set_timeout (tc, 60);
   tcase_add_unchecked_fixture (tc, NULL, sweep_test_cgroups);
   tcase_add_test (tc, test_cgroup_is_made_in_every_hierarchy_and_removed_with_what_it_created);
@@ -1398,6 +1413,7 @@ nsrt_sec_suite (void)
   tcase_add_test (tc, test_cgroup_pure_v1_layout_makes_no_cgroup2_directory);
   suite_add_tcase (su, tc);
   tc = tcase_create ("process");
+  tcase_add_checked_fixture (tc, NULL, pool_free);
   tcase_add_test (tc, test_seccomp_errno_rule_makes_the_syscall_fail_after_load);
   tcase_add_test (tc, test_seccomp_docker_default_profile_converted_to_oci_loads);
   tcase_add_test (tc, test_seccomp_hostile_input_is_refused_naming_the_entry);
