@@ -96,6 +96,11 @@ lifecycle () { # snapshotter runtime
   run "${R[@]}" --rm -e FOO=bar -w /tmp --hostname hx "$IMG" sh -c 'echo "$FOO $(pwd) $(hostname)"'
   expect_contains "bar /tmp hx" "$tag: env, cwd and hostname"
 
+  # The default network: a namespace of its own with loopback up.
+  run "${R[@]}" --rm "$IMG" sh -c 'cat /sys/class/net/lo/flags; ls /sys/class/net'
+  expect_contains "0x9" "$tag: lo is up in the container's network namespace"
+  expect_not_contains "eth" "$tag: and it is the only interface"
+
   # Detached + logs + exec + stop.
   run "${R[@]}" -d --name "$n" "$IMG" sh -c "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep $MARK & wait \$!; done"
   expect_rc 0 "$tag: run -d"

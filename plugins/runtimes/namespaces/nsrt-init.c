@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -542,6 +543,28 @@ struct init_ctx
   int console_fd;
 };
 
+/* Set IFF_UP on lo in the current network namespace. */
+static int
+loopback_up (struct nsrt_err *err)
+{
+  int fd = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return nsrt_errf (err, errno, "loopback: socket");
+  struct ifreq ifr = { 0 };
+  snprintf (ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+  int r = 0;
+  if (ioctl (fd, SIOCGIFFLAGS, &ifr) < 0)
+    r = nsrt_errf (err, errno, "loopback: get the flags of lo");
+  else if (!(ifr.ifr_flags & IFF_UP))
+    {
+      ifr.ifr_flags |= IFF_UP;
+      if (ioctl (fd, SIOCSIFFLAGS, &ifr) < 0)
+        r = nsrt_errf (err, errno, "loopback: bring lo up");
+    }
+  close (fd);
+  return r;
+}
+
 static __attribute__ ((noreturn)) void
 init_main (struct init_ctx *c)
 {
@@ -591,6 +614,10 @@ init_main (struct init_ctx *c)
       nsrt_errf (&err, errno, "unshare the cgroup namespace");
       child_fail (c->sync, 1, &err);
     }
+  /* A new network namespace starts with lo down; runc brings it up, and
+   * "loopback only" is what berth promises until CNI networking lands. */
+  if ((c->ns.new_flags & CLONE_NEWNET) && loopback_up (&err) < 0)
+    child_fail (c->sync, 1, &err);
   const char *hn = jstr (c->config, "hostname"), *dn = jstr (c->config, "domainname");
   if ((hn || dn) && !(c->ns.new_flags & CLONE_NEWUTS))
     {
