@@ -691,8 +691,11 @@ any_json (Google__Protobuf__Any *a, const char *type_url, const char *json)
 }
 
 /* Snapshots/Prepare + Containers/Create.  Returns an exit code. */
+/* Creates the snapshot and the container.  *ret_prepared: the Prepare
+ * response (the snapshot's mounts, for Tasks/Create without a Mounts call). */
 static int
-container_create (struct cli *cli, struct run_opts *o, const char *id, struct image *im)
+container_create (struct cli *cli, struct run_opts *o, const char *id, struct image *im,
+                  ProtobufCMessage **ret_prepared)
 {
   _cleanup_error_ berth_error *err = NULL;
   char shortid[13];
@@ -732,7 +735,7 @@ container_create (struct cli *cli, struct run_opts *o, const char *id, struct im
   if (r < 0)
     return cli_call_failed (cli, err, "preparing the root filesystem (snapshotter %s, parent %s)", im->snapshotter,
                             im->chain);
-  protobuf_c_message_free_unpacked (resp, NULL);
+  _cleanup_ (pb_message_freep) ProtobufCMessage *prepared = resp;
 
   /* The container. */
   Containerd__Services__Containers__V1__Container c = CONTAINERD__SERVICES__CONTAINERS__V1__CONTAINER__INIT;
@@ -794,27 +797,45 @@ container_create (struct cli *cli, struct run_opts *o, const char *id, struct im
       return ret;
     }
   protobuf_c_message_free_unpacked (resp, NULL);
+  *ret_prepared = TAKE_PTR (prepared);
   return CLI_EXIT_OK;
 }
 
-/* Tasks/Create with the snapshot's mounts.  Returns 0 or a berth error. */
+/* Tasks/Create with the snapshot's mounts: those of its Prepare response
+ * when the caller has it, else from Snapshots/Mounts.  Returns 0 or a
+ * berth error. */
 static int
 task_create (struct cli *cli, const char *id, const char *snapshotter, const char *snapshot_key,
-             const struct ctr_fifos *f, bool tty, berth_error **err)
+             const Containerd__Services__Snapshots__V1__PrepareSnapshotResponse *prepared, const struct ctr_fifos *f,
+             bool tty, berth_error **err)
 {
-  Containerd__Services__Snapshots__V1__MountsRequest mr = CONTAINERD__SERVICES__SNAPSHOTS__V1__MOUNTS_REQUEST__INIT;
-  mr.snapshotter = (char *)snapshotter;
-  mr.key = (char *)snapshot_key;
   ProtobufCMessage *mresp = NULL;
-  int r = cli_unary (cli, SNAPSHOTS_SERVICE "Mounts", &mr.base,
+  int r;
+  size_t n_mounts;
+  Containerd__Types__Mount **mounts;
+  if (prepared)
+    {
+      n_mounts = prepared->n_mounts;
+      mounts = prepared->mounts;
+    }
+  else
+    {
+      Containerd__Services__Snapshots__V1__MountsRequest mr
+          = CONTAINERD__SERVICES__SNAPSHOTS__V1__MOUNTS_REQUEST__INIT;
+      mr.snapshotter = (char *)snapshotter;
+      mr.key = (char *)snapshot_key;
+      r = cli_unary (cli, SNAPSHOTS_SERVICE "Mounts", &mr.base,
                      &containerd__services__snapshots__v1__mounts_response__descriptor, &mresp, err);
-  if (r < 0)
-    return berth_error_wrap (err, "getting the mounts of snapshot %s", snapshot_key);
-  Containerd__Services__Snapshots__V1__MountsResponse *m = (void *)mresp;
+      if (r < 0)
+        return berth_error_wrap (err, "getting the mounts of snapshot %s", snapshot_key);
+      Containerd__Services__Snapshots__V1__MountsResponse *m = (void *)mresp;
+      n_mounts = m->n_mounts;
+      mounts = m->mounts;
+    }
   Containerd__Services__Tasks__V1__CreateTaskRequest req = CONTAINERD__SERVICES__TASKS__V1__CREATE_TASK_REQUEST__INIT;
   req.container_id = (char *)id;
-  req.n_rootfs = m->n_mounts;
-  req.rootfs = m->mounts;
+  req.n_rootfs = n_mounts;
+  req.rootfs = mounts;
   if (f)
     {
       req.stdin = (char *)f->in;
@@ -825,7 +846,8 @@ task_create (struct cli *cli, const char *id, const char *snapshotter, const cha
   ProtobufCMessage *resp = NULL;
   r = cli_unary (cli, TASKS_SERVICE "Create", &req.base,
                  &containerd__services__tasks__v1__create_task_response__descriptor, &resp, err);
-  protobuf_c_message_free_unpacked (mresp, NULL);
+  if (mresp)
+    protobuf_c_message_free_unpacked (mresp, NULL);
   if (r < 0)
     return r;
   protobuf_c_message_free_unpacked (resp, NULL);
@@ -850,6 +872,8 @@ task_start (struct cli *cli, const char *id, const char *exec_id, berth_error **
 struct start_data
 {
   const char *id, *name, *snapshotter, *snapshot_key;
+  /* the snapshot's Prepare response (its mounts), or NULL */
+  const Containerd__Services__Snapshots__V1__PrepareSnapshotResponse *prepared;
   const struct ctr_fifos *f;
   bool tty;
   bool create; /* Tasks/Create first */
@@ -862,7 +886,7 @@ start_cb (struct cli *cli, void *data)
 {
   struct start_data *d = data;
   _cleanup_error_ berth_error *err = NULL;
-  if (d->create && task_create (cli, d->id, d->snapshotter, d->snapshot_key, d->f, d->tty, &err) < 0)
+  if (d->create && task_create (cli, d->id, d->snapshotter, d->snapshot_key, d->prepared, d->f, d->tty, &err) < 0)
     {
       cli_call_failed (cli, err, "starting container %s", d->name);
       return err ? exit_code_for_error (err) : EXIT_BERTH_ERROR;
@@ -957,7 +981,8 @@ run_common (struct cli *cli, int argc, char **argv, bool create_only)
       cli_fail (cli, NULL, "reading /dev/urandom: %s", strerror (errno));
       return ret;
     }
-  if (container_create (cli, &o, id, &im) != CLI_EXIT_OK)
+  _cleanup_ (pb_message_freep) ProtobufCMessage *prepared = NULL;
+  if (container_create (cli, &o, id, &im, &prepared) != CLI_EXIT_OK)
     return ret;
   char shortid[13];
   snprintf (shortid, sizeof shortid, "%.12s", id);
@@ -987,6 +1012,7 @@ run_common (struct cli *cli, int argc, char **argv, bool create_only)
                                .name = name,
                                .snapshotter = im.snapshotter,
                                .snapshot_key = id,
+                               .prepared = (void *)prepared,
                                .f = have_fifos ? &f : NULL,
                                .tty = o.tty,
                                .create = true };
@@ -1014,7 +1040,14 @@ run_common (struct cli *cli, int argc, char **argv, bool create_only)
       return ret;
     }
   struct start_data sd = {
-    .id = id, .name = name, .snapshotter = im.snapshotter, .snapshot_key = id, .f = &f, .tty = o.tty, .create = true
+    .id = id,
+    .name = name,
+    .snapshotter = im.snapshotter,
+    .snapshot_key = id,
+    .prepared = (void *)prepared,
+    .f = &f,
+    .tty = o.tty,
+    .create = true,
   };
   struct attach_opts ao = { .id = id,
                             .in = f.in,
