@@ -898,12 +898,16 @@ END_TEST
 
 /* ---- seccomp ---- */
 
+/* When set, load_then_mkdir goes through the cache of compiled filters. */
+static const char *seccomp_cache;
+
 static void
 load_then_mkdir (void *arg)
 {
   struct nsrt_seccomp *s;
   struct nsrt_err e = { "" };
-  if (nsrt_seccomp_prepare (arg, &s, &e) < 0 || nsrt_seccomp_load (s, &e) < 0)
+  int r = seccomp_cache ? nsrt_seccomp_prepare_cached (arg, seccomp_cache, &s, &e) : nsrt_seccomp_prepare (arg, &s, &e);
+  if (r < 0 || nsrt_seccomp_load (s, &e) < 0)
     child_fail ("%s", e.msg);
   char d[64];
   snprintf (d, sizeof d, "/tmp/berth-test-seccomp-%d", (int) getpid ());
@@ -955,6 +959,66 @@ START_TEST (test_seccomp_errno_rule_makes_the_syscall_fail_after_load)
            CLONE_NEWNS, CLONE_NEWNS);
   in_child (load_then_mkdir, sec);
   json_object_put (sec);
+}
+END_TEST
+
+static int
+count_bpf (const char *dir, mode_t *ret_mode)
+{
+  char cmd[256];
+  snprintf (cmd, sizeof cmd, "ls %s/*.bpf 2>/dev/null | wc -l", dir);
+  FILE *p = popen (cmd, "r");
+  int n = -1;
+  if (p == NULL || fscanf (p, "%d", &n) != 1)
+    n = -1;
+  if (p)
+    pclose (p);
+  snprintf (cmd, sizeof cmd, "stat -c %%a %s/*.bpf 2>/dev/null | head -1", dir);
+  p = popen (cmd, "r");
+  unsigned m = 0;
+  if (p && fscanf (p, "%o", &m) == 1)
+    *ret_mode = (mode_t) m;
+  if (p)
+    pclose (p);
+  return n;
+}
+
+/* The compiled-filter cache: a miss stores the program, a hit loads the
+ * same filter (the same denials hold), a file others could have written is
+ * not used (and is replaced). */
+START_TEST (test_seccomp_cache_hit_loads_the_same_filter)
+{
+  NEED_ROOT ();
+  char dir[] = "/tmp/berth-test-seccache-XXXXXX";
+  ck_assert_ptr_nonnull (mkdtemp (dir));
+  char cache[sizeof dir + 16];
+  snprintf (cache, sizeof cache, "%s/cache", dir);
+  json_object *sec
+      = J ("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\",\"mkdirat\"],"
+           "\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":13},"
+           "{\"names\":[\"unshare\"],\"action\":\"SCMP_ACT_ERRNO\",\"args\":[{\"index\":0,\"value\":%d,"
+           "\"valueTwo\":%d,\"op\":\"SCMP_CMP_MASKED_EQ\"}]},"
+           "{\"names\":[\"socket\"],\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":22,\"args\":["
+           "{\"index\":0,\"value\":16,\"op\":\"SCMP_CMP_EQ\"},{\"index\":2,\"value\":9,\"op\":\"SCMP_CMP_EQ\"}]},"
+           "{\"names\":[\"personality\"],\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":25,\"args\":["
+           "{\"index\":0,\"value\":8,\"op\":\"SCMP_CMP_EQ\"},{\"index\":0,\"value\":131072,\"op\":\"SCMP_CMP_EQ\"}]}]}",
+           CLONE_NEWNS, CLONE_NEWNS);
+  seccomp_cache = cache;
+  mode_t mode = 0;
+  in_child (load_then_mkdir, sec); /* miss: built and stored */
+  ck_assert_int_eq (count_bpf (cache, &mode), 1);
+  ck_assert_uint_eq (mode, 0600);
+  in_child (load_then_mkdir, sec); /* hit */
+  ck_assert_int_eq (count_bpf (cache, &mode), 1);
+  char cmd[256];
+  snprintf (cmd, sizeof cmd, "chmod 0666 %s/*.bpf", cache);
+  ck_assert_int_eq (system (cmd), 0);
+  in_child (load_then_mkdir, sec); /* not trusted: rebuilt, replaced */
+  ck_assert_int_eq (count_bpf (cache, &mode), 1);
+  ck_assert_uint_eq (mode, 0600);
+  seccomp_cache = NULL;
+  snprintf (cmd, sizeof cmd, "rm -rf %s", dir);
+  ck_assert_int_eq (system (cmd), 0);
 }
 END_TEST
 
@@ -1415,6 +1479,7 @@ nsrt_sec_suite (void)
   tc = tcase_create ("process");
   tcase_add_checked_fixture (tc, NULL, pool_free);
   tcase_add_test (tc, test_seccomp_errno_rule_makes_the_syscall_fail_after_load);
+  tcase_add_test (tc, test_seccomp_cache_hit_loads_the_same_filter);
   tcase_add_test (tc, test_seccomp_docker_default_profile_converted_to_oci_loads);
   tcase_add_test (tc, test_seccomp_hostile_input_is_refused_naming_the_entry);
   tcase_add_test (tc, test_caps_apply_sets_every_set_as_root);

@@ -227,7 +227,19 @@ struct proc_setup
   json_object *config;
   int console_fd;  /* connected --console-socket, or -1 */
   int sync;
+  struct nsrt_seccomp *seccomp; /* linux.seccomp, prepared before pivot_root (cache), or NULL */
 };
+
+/* Compiled seccomp filters are cached here (nsrt_seccomp_prepare_cached);
+ * BERTH_RUNTIME_SECCOMP_CACHE overrides, "" disables. */
+static const char *
+seccomp_cache_dir (void)
+{
+  const char *e = getenv ("BERTH_RUNTIME_SECCOMP_CACHE");
+  if (e)
+    return *e ? e : NULL;
+  return NSRT_DEFAULT_ROOT "/seccomp-cache";
+}
 
 static int
 setup_terminal (int console_fd, struct nsrt_err *err)
@@ -409,9 +421,9 @@ exec_process (const struct proc_setup *s, int fifo_fd, const char *start_hooks_s
     child_fail (sync, 1, &err);
   if ((v = jget (p, "oomScoreAdj")) && nsrt_oom_score_adj (json_object_get_int (v), &err) < 0)
     child_fail (sync, 1, &err);
-  struct nsrt_seccomp *sc = NULL;
+  struct nsrt_seccomp *sc = s->seccomp;
   json_object *seccomp = jget (jget (s->config, "linux"), "seccomp");
-  if (seccomp && nsrt_seccomp_prepare (seccomp, &sc, &err) < 0)
+  if (sc == NULL && seccomp && nsrt_seccomp_prepare (seccomp, &sc, &err) < 0)
     child_fail (sync, 1, &err);
   if (nsrt_caps_prepare (&err) < 0)
     child_fail (sync, 1, &err);
@@ -541,6 +553,7 @@ struct init_ctx
   int sync;
   int fifo_fd;
   int console_fd;
+  struct nsrt_seccomp *seccomp;
 };
 
 /* Set IFF_UP on lo in the current network namespace. */
@@ -683,6 +696,7 @@ init_main (struct init_ctx *c)
     .config = c->config,
     .console_fd = c->console_fd,
     .sync = c->sync,
+    .seccomp = c->seccomp,
   };
   exec_process (&s, c->fifo_fd, c->ctr_hooks ? state_json : NULL);
 }
@@ -948,6 +962,10 @@ nsrt_create (const struct nsrt_opts *o, const struct nsrt_create_args *a)
     .fifo_fd = fifo_fd,
     .console_fd = console_fd,
   };
+  /* The filter is compiled (or taken from the cache) here, on the host's
+   * filesystem; the init inherits it. */
+  if (nsrt_seccomp_prepare_cached (jget (lnx, "seccomp"), seccomp_cache_dir (), &ic.seccomp, &err) < 0)
+    goto fail;
   if (ns.join_fd[4] >= 0 && setns (ns.join_fd[4], CLONE_NEWPID) < 0)
     {
       nsrt_errf (&err, errno, "join the pid namespace");
@@ -1214,6 +1232,10 @@ nsrt_exec (const struct nsrt_opts *o, const struct nsrt_exec_args *a)
     }
   if (!a->detach)
     prctl (PR_SET_CHILD_SUBREAPER, 1);
+  /* Here, still in our own mount namespace: the cache is on the host. */
+  struct nsrt_seccomp *sc = NULL;
+  if (nsrt_seccomp_prepare_cached (jget (jget (st->config, "linux"), "seccomp"), seccomp_cache_dir (), &sc, &err) < 0)
+    goto out;
   fflush (NULL);
   pid_t mid = fork ();
   if (mid < 0)
@@ -1253,7 +1275,8 @@ nsrt_exec (const struct nsrt_opts *o, const struct nsrt_exec_args *a)
           nsrt_errf (&err, errno, "become root in the container's user namespace");
           child_fail (sync[1], 1, &err);
         }
-      struct proc_setup s = { .process = a->process, .config = st->config, .console_fd = console_fd, .sync = sync[1] };
+      struct proc_setup s
+          = { .process = a->process, .config = st->config, .console_fd = console_fd, .sync = sync[1], .seccomp = sc };
       exec_process (&s, -1, NULL);
     }
   close (sync[1]);

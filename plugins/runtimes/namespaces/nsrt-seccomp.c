@@ -3,17 +3,29 @@
  * its files (libseccomp reads nothing at load time) and loaded last. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include "nsrt-sec.h"
 
 struct nsrt_seccomp
 {
-  scmp_filter_ctx ctx;
+  scmp_filter_ctx ctx;  /* built by libseccomp, or NULL when bpf is set */
+  unsigned char *bpf;   /* a compiled program (nsrt_seccomp_prepare_cached) */
+  size_t bpf_len;       /* bytes, a multiple of sizeof (struct sock_filter) */
+  unsigned int flags;   /* SECCOMP_FILTER_FLAG_* for seccomp(2) */
 };
 
 /* seccomp(2) gives a filter six arguments */
@@ -322,7 +334,15 @@ nsrt_seccomp_load (struct nsrt_seccomp *s, struct nsrt_err *err)
 {
   if (s == NULL)
     return 0;
-  int r = seccomp_load (s->ctx);
+  int r;
+  if (s->bpf)
+    {
+      struct sock_fprog prog = { .len = (unsigned short) (s->bpf_len / sizeof (struct sock_filter)),
+                                 .filter = (struct sock_filter *) s->bpf };
+      r = syscall (SYS_seccomp, SECCOMP_SET_MODE_FILTER, s->flags, &prog) < 0 ? -errno : 0;
+    }
+  else
+    r = seccomp_load (s->ctx);
   if (r == -EACCES)
     return nsrt_errf (err, EACCES,
                       "linux.seccomp: load the filter (without noNewPrivileges this needs CAP_SYS_ADMIN: "
@@ -337,6 +357,237 @@ nsrt_seccomp_free (struct nsrt_seccomp *s)
 {
   if (s == NULL)
     return;
-  seccomp_release (s->ctx);
+  if (s->ctx)
+    seccomp_release (s->ctx);
+  free (s->bpf);
   free (s);
+}
+
+/* ---- the cache of compiled filters ---- */
+
+#define CACHE_MAGIC "berth-seccomp-bpf 1\n"
+#define CACHE_MAX (8u << 20)
+
+/* What the program depends on: the spec's text, libseccomp, the machine. */
+static char *
+cache_key (json_object *sec)
+{
+  struct utsname u;
+  if (uname (&u) < 0)
+    return NULL;
+  const struct scmp_version *v = seccomp_version ();
+  char *key = NULL;
+  if (asprintf (&key, "%s %u.%u.%u\n%s", u.machine, v ? v->major : 0, v ? v->minor : 0, v ? v->micro : 0,
+                json_object_to_json_string_ext (sec, JSON_C_TO_STRING_PLAIN)) < 0)
+    return NULL;
+  return key;
+}
+
+static uint64_t
+fnv1a (const char *s)
+{
+  uint64_t h = 14695981039346656037ULL;
+  for (; *s; s++)
+    h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+  return h;
+}
+
+/* Only root's private files: anyone else could otherwise choose our filter. */
+static bool
+private_to_root (int fd, bool dir)
+{
+  struct stat st;
+  return fstat (fd, &st) == 0 && st.st_uid == 0 && (st.st_mode & 022) == 0
+         && (dir ? S_ISDIR (st.st_mode) : S_ISREG (st.st_mode));
+}
+
+static bool
+read_all (int fd, unsigned char **ret, size_t *len)
+{
+  struct stat st;
+  if (fstat (fd, &st) < 0 || st.st_size <= 0 || (uint64_t) st.st_size > CACHE_MAX)
+    return false;
+  unsigned char *b = malloc ((size_t) st.st_size);
+  size_t n = 0;
+  while (b && n < (size_t) st.st_size)
+    {
+      ssize_t r = pread (fd, b + n, (size_t) st.st_size - n, (off_t) n);
+      if (r <= 0)
+        break;
+      n += (size_t) r;
+    }
+  if (b == NULL || n != (size_t) st.st_size)
+    {
+      free (b);
+      return false;
+    }
+  *ret = b;
+  *len = n;
+  return true;
+}
+
+/* File: magic, "<flags> <key length> <bpf length>\n", key, bpf. */
+static bool
+cache_lookup (int dirfd, const char *name, const char *key, struct nsrt_seccomp *s)
+{
+  int fd = openat (dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  unsigned char *b = NULL;
+  size_t len = 0;
+  bool ok = private_to_root (fd, false) && read_all (fd, &b, &len);
+  close (fd);
+  if (!ok)
+    return false;
+  size_t ml = strlen (CACHE_MAGIC), kl = strlen (key);
+  unsigned int flags = 0;
+  size_t fkl = 0, fbl = 0;
+  int hdr = 0;
+  const char *nl = len > ml ? memchr (b + ml, '\n', len - ml) : NULL;
+  ok = nl != NULL && memcmp (b, CACHE_MAGIC, ml) == 0
+       && sscanf ((const char *) b + ml, "%u %zu %zu\n%n", &flags, &fkl, &fbl, &hdr) == 3
+       && (const unsigned char *) nl + 1 == b + ml + hdr && fkl == kl && fbl > 0
+       && fbl % sizeof (struct sock_filter) == 0 && fbl / sizeof (struct sock_filter) <= BPF_MAXINSNS
+       && ml + hdr + kl + fbl == len && memcmp (b + ml + hdr, key, kl) == 0
+       && (flags & ~(unsigned) (SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW)) == 0;
+  if (ok)
+    {
+      s->bpf = malloc (fbl);
+      ok = s->bpf != NULL;
+      if (ok)
+        {
+          memcpy (s->bpf, b + ml + hdr + kl, fbl);
+          s->bpf_len = fbl;
+          s->flags = flags;
+        }
+    }
+  free (b);
+  return ok;
+}
+
+static void
+cache_store (int dirfd, const char *name, const char *key, const struct nsrt_seccomp *s)
+{
+  char tmp[64];
+  snprintf (tmp, sizeof tmp, ".%s.%d", name, (int) getpid ());
+  int fd = openat (dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return;
+  FILE *f = fdopen (fd, "w");
+  if (f == NULL)
+    {
+      close (fd);
+      unlinkat (dirfd, tmp, 0);
+      return;
+    }
+  bool ok = fprintf (f, "%s%u %zu %zu\n", CACHE_MAGIC, s->flags, strlen (key), s->bpf_len) > 0
+            && fwrite (key, 1, strlen (key), f) == strlen (key) && fwrite (s->bpf, 1, s->bpf_len, f) == s->bpf_len;
+  ok = fclose (f) == 0 && ok;
+  if (!ok || renameat (dirfd, tmp, dirfd, name) < 0)
+    unlinkat (dirfd, tmp, 0);
+}
+
+/* Turn a libseccomp context into the program and the seccomp(2) flags it
+ * would load. */
+static int
+compile (struct nsrt_seccomp *s, struct nsrt_err *err)
+{
+  static const struct
+  {
+    enum scmp_filter_attr attr;
+    unsigned int flag;
+  } attrs[] = {
+    { SCMP_FLTATR_CTL_TSYNC, SECCOMP_FILTER_FLAG_TSYNC },
+    { SCMP_FLTATR_CTL_LOG, SECCOMP_FILTER_FLAG_LOG },
+    { SCMP_FLTATR_CTL_SSB, SECCOMP_FILTER_FLAG_SPEC_ALLOW },
+  };
+  unsigned int flags = 0;
+  for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+    {
+      uint32_t v = 0;
+      if (seccomp_attr_get (s->ctx, attrs[i].attr, &v) == 0 && v)
+        flags |= attrs[i].flag;
+    }
+  int fd = memfd_create ("berth-seccomp", MFD_CLOEXEC);
+  if (fd < 0)
+    return nsrt_errf (err, errno, "linux.seccomp: memfd_create");
+  int r = seccomp_export_bpf (s->ctx, fd);
+  unsigned char *b = NULL;
+  size_t len = 0;
+  bool ok = r == 0 && read_all (fd, &b, &len) && len % sizeof (struct sock_filter) == 0;
+  close (fd);
+  if (!ok)
+    {
+      free (b);
+      return nsrt_errf (err, r < 0 ? -r : 0, "linux.seccomp: export the compiled filter");
+    }
+  s->bpf = b;
+  s->bpf_len = len;
+  s->flags = flags;
+  seccomp_release (s->ctx);
+  s->ctx = NULL;
+  return 0;
+}
+
+int
+nsrt_seccomp_prepare_cached (json_object *sec, const char *cache_dir, struct nsrt_seccomp **ret, struct nsrt_err *err)
+{
+  *ret = NULL;
+  if (sec == NULL)
+    return 0;
+  char *key = cache_dir ? cache_key (sec) : NULL;
+  if (key == NULL)
+    return nsrt_seccomp_prepare (sec, ret, err);
+  char name[40];
+  snprintf (name, sizeof name, "%016llx.bpf", (unsigned long long) fnv1a (key));
+  int dirfd = -1;
+  char parent[4096];
+  snprintf (parent, sizeof parent, "%s", cache_dir);
+  char *slash = strrchr (parent, '/');
+  if (slash && slash != parent)
+    {
+      *slash = '\0';
+      (void) mkdir (parent, 0711); /* the runtime's default root, usually there already */
+    }
+  if (mkdir (cache_dir, 0700) == 0 || errno == EEXIST)
+    dirfd = open (cache_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dirfd >= 0 && !private_to_root (dirfd, true))
+    {
+      close (dirfd);
+      dirfd = -1;
+    }
+  struct nsrt_seccomp *s = calloc (1, sizeof *s);
+  if (s == NULL)
+    {
+      free (key);
+      if (dirfd >= 0)
+        close (dirfd);
+      return nsrt_errf (err, ENOMEM, "linux.seccomp");
+    }
+  if (dirfd >= 0 && cache_lookup (dirfd, name, key, s))
+    {
+      close (dirfd);
+      free (key);
+      *ret = s;
+      return 0;
+    }
+  free (s);
+  /* A miss: libseccomp checks the spec and builds; then keep the program. */
+  int r = nsrt_seccomp_prepare (sec, &s, err);
+  if (r == 0 && s != NULL)
+    {
+      r = compile (s, err);
+      if (r == 0 && dirfd >= 0)
+        cache_store (dirfd, name, key, s);
+      if (r < 0)
+        {
+          nsrt_seccomp_free (s);
+          s = NULL;
+        }
+    }
+  if (dirfd >= 0)
+    close (dirfd);
+  free (key);
+  *ret = s;
+  return r;
 }
