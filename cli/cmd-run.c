@@ -1272,7 +1272,7 @@ attach_run (struct cli *cli, int argc, char **argv)
   int ret;
   if (p->status != CONTAINERD__V1__TYPES__STATUS__RUNNING)
     ret = cli_fail (cli, NULL, "container %s is not running", argv[optind]);
-  else if ((p->stdout == NULL || *p->stdout == 0) && (p->stdin == NULL || *p->stdin == 0))
+  else if (p->stdout == NULL || *p->stdout == 0)
     ret = cli_fail (cli, NULL, "container %s was started without stdio streams (detached): use berth logs -f",
                     argv[optind]);
   else
@@ -1602,7 +1602,7 @@ static const struct cli_command restart_command = {
 static const struct cli_command attach_command = {
   .name = "attach",
   .args = "CONTAINER",
-  .summary = "Attach to a running container's stdio (those started in the foreground or with -i)",
+  .summary = "Attach to a running container's stdio (those started in the foreground; -d ones: logs -f)",
   .run = attach_run,
 };
 

@@ -1781,8 +1781,9 @@ main (int argc, char **argv)
   if (res.status != 0 || pid == 0 || (S.terminal && console < 0))
     {
       shim_log ("create failed: %s", res.msg);
-      ready ("err %s", res.msg);
-      /* Leave no half-created container behind. */
+      /* Leave no half-created container behind, and write nothing into
+       * the task directory once the starter has our answer: it removes
+       * the directory as soon as it reads "err". */
       const char *del[] = { "delete", "--force", S.id, NULL };
       char ignored[256];
       if (res.status >= 0)
@@ -1790,7 +1791,13 @@ main (int argc, char **argv)
       if (console >= 0)
         close (console);
       output_pump (&init->err, 1u << 20);
-      shim_exit (1);
+      for (size_t i = 0; i < S.nprocs; i++)
+        proc_io_close (S.procs[i]);
+      cri_log_close (&S.log);
+      shim_log ("exiting");
+      shim_remove_files ();
+      ready ("err %s", res.msg);
+      _exit (1);
     }
   init->pid = pid;
   proc_io_start (init, console);

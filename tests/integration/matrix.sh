@@ -36,6 +36,8 @@ start_berthd "$T/d" \
   '[plugins."io.berth.runtime.v1.oci"]' "  shim_binary = \"$SHIM\"" || finish
 # A namespace of our own: the containers' cgroups are /<ns>/<id>.
 NS=matrix-$$
+# The CLI's stdio FIFOs go under the test's directory, not /run/berth/fifo.
+export BERTH_FIFO_DIR=$T/fifo
 B=("$BERTH" --address "$SOCK" --namespace "$NS")
 IMG=$REG/busybox:latest
 STATE=$T/d/state

@@ -712,7 +712,14 @@ read_child (int sync, pid_t pid, json_object *config, struct nsrt_state *st, int
         {
           int status = 0;
           unsigned long ooms = 0;
-          if (waitpid (pid, &status, WNOHANG) == pid && WIFSIGNALED (status))
+          /* The socket closes as the init dies; it may not be reapable yet. */
+          pid_t w = 0;
+          for (int i = 0; i < 200 && (w = waitpid (pid, &status, WNOHANG)) == 0; i++)
+            {
+              struct timespec d = { 0, 1000000 };
+              nanosleep (&d, NULL);
+            }
+          if (w == pid && WIFSIGNALED (status))
             {
               if (WTERMSIG (status) == SIGKILL && st->cg && nsrt_cgroup_oom_count (st->cg, &ooms) == 0 && ooms > 0)
                 return nsrt_errf (err, 0, "container init was killed by the OOM killer during set-up: "
