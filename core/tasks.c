@@ -1029,8 +1029,8 @@ tasks_state (tasks *t, const char *ns, const char *id, const char *exec_id, stru
   return r;
 }
 
-int
-tasks_list (tasks *t, const char *ns, tasks_list_fn fn, void *data, berth_error **err)
+static int
+list_tasks (tasks *t, const char *ns, bool with_state, tasks_list_fn fn, void *data, berth_error **err)
 {
   /* Snapshot the ids, then ask each without holding the lock. */
   char **ids = NULL;
@@ -1054,7 +1054,13 @@ tasks_list (tasks *t, const char *ns, tasks_list_fn fn, void *data, berth_error 
     {
       struct berth_process_state st;
       _cleanup_error_ berth_error *e = NULL;
-      if (r == 0 && tasks_state (t, ns, ids[i], NULL, &st, &e) < 0)
+      if (!with_state)
+        {
+          memset (&st, 0, sizeof st);
+          st.size = sizeof st;
+          st.status = BERTH_TASK_UNKNOWN;
+        }
+      else if (r == 0 && tasks_state (t, ns, ids[i], NULL, &st, &e) < 0)
         {
           /* The runtime lost it (a shim killed with SIGKILL): list it as
            * UNKNOWN so that it can still be deleted. */
@@ -1072,6 +1078,18 @@ tasks_list (tasks *t, const char *ns, tasks_list_fn fn, void *data, berth_error 
   if (r < 0)
     return berth_error_set (err, r, 0, "listing tasks");
   return 0;
+}
+
+int
+tasks_list (tasks *t, const char *ns, tasks_list_fn fn, void *data, berth_error **err)
+{
+  return list_tasks (t, ns, true, fn, data, err);
+}
+
+int
+tasks_list_ids (tasks *t, const char *ns, tasks_list_fn fn, void *data, berth_error **err)
+{
+  return list_tasks (t, ns, false, fn, data, err);
 }
 
 #define SIMPLE_CALL(expr)                                                                                              \
@@ -1151,7 +1169,17 @@ tasks_update (tasks *t, const char *ns, const char *id, const char *resources_js
 int
 tasks_stats (tasks *t, const char *ns, const char *id, berth_buf *ret_json, berth_error **err)
 {
-  SIMPLE_CALL (runtime_stats (tk->rt, &ctx, id, ret_json, err));
+  /* Bounded like State: a shim that does not answer must not hold the
+   * caller (Metrics skips such a task). */
+  struct task *tk;
+  int r = task_get (t, ns, id, &tk, err);
+  if (r < 0)
+    return r;
+  berth_ctx ctx;
+  ctx_init (&ctx, ns, NULL);
+  ctx.deadline_ms = mono_ms () + t->d->cfg->runtime.state_timeout_ms;
+  r = runtime_stats (tk->rt, &ctx, id, ret_json, err);
+  task_put (t, tk);
   return r;
 }
 

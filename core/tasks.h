@@ -61,6 +61,8 @@ int tasks_state (tasks *t, const char *ns, const char *id, const char *exec_id, 
                  berth_error **err);
 typedef int (*tasks_list_fn) (const char *id, const struct berth_process_state *st, void *data);
 int tasks_list (tasks *t, const char *ns, tasks_list_fn fn, void *data, berth_error **err);
+/* The same ids without asking the runtimes (the state given is UNKNOWN). */
+int tasks_list_ids (tasks *t, const char *ns, tasks_list_fn fn, void *data, berth_error **err);
 int tasks_kill (tasks *t, const char *ns, const char *id, const char *exec_id, int sig, bool all, berth_error **err);
 int tasks_exec (tasks *t, const char *ns, const char *id, const char *exec_id, const char *process_json,
                 const struct berth_task_io *io, berth_error **err);
@@ -70,6 +72,7 @@ int tasks_close_io (tasks *t, const char *ns, const char *id, const char *exec_i
 int tasks_pause (tasks *t, const char *ns, const char *id, bool pause, berth_error **err);
 int tasks_pids (tasks *t, const char *ns, const char *id, berth_pid_fn fn, void *data, berth_error **err);
 int tasks_update (tasks *t, const char *ns, const char *id, const char *resources_json, berth_error **err);
+/* The runtime's `events --stats` JSON, bounded like tasks_state. */
 int tasks_stats (tasks *t, const char *ns, const char *id, berth_buf *ret_json, berth_error **err);
 /* Blocks until the process exits (or ctx is cancelled). */
 int tasks_wait (tasks *t, berth_ctx *ctx, const char *id, const char *exec_id, struct berth_task_exit *ret_exit,

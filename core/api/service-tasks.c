@@ -4,13 +4,17 @@
  * exits and would otherwise hold a worker for that long: the client going
  * away cancels its context and the reply is dropped.
  *
- * Not implemented: Checkpoint (no CRIU support), Metrics (containerd's
- * answer is a cgroups stats protobuf — io.containerd.cgroups.v1.Metrics —
- * which berth does not build yet; the runtime's JSON statistics are
- * available to berth's own CLI through the plugin's stats call). */
+ * Metrics answers containerd's cgroup v1 shape (io.containerd.cgroups.v1.Metrics
+ * in a containerd.types.Metric), translated from the runtime's
+ * `events --stats` JSON; a task whose runtime does not answer is left out.
+ *
+ * Not implemented: Checkpoint (no CRIU support). */
 #include <config.h>
 
+#include <json-c/json.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,13 +22,17 @@
 #include "api/service-pb.h"
 #include "api/service-util.h"
 #include "cleanup.h"
+#include "filters.h"
+#include "github.com/containerd/cgroups/stats/v1/metrics.pb-c.h"
 #include "github.com/containerd/containerd/api/services/tasks/v1/tasks.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
+#include "host-objects.h"
 #include "log.h"
 #include "tasks.h"
 
 #define JSON_TYPE_PROCESS "types.containerd.io/opencontainers/runtime-spec/1/Process"
 #define JSON_TYPE_RESOURCES "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+#define CGROUPS_V1_METRICS "io.containerd.cgroups.v1.Metrics"
 
 enum task_op
 {
@@ -57,6 +65,10 @@ struct list_item
 {
   char *id;
   struct berth_process_state st;
+  /* Metrics: the packed io.containerd.cgroups.v1.Metrics, when taken */
+  uint8_t *metrics;
+  size_t metrics_len;
+  int64_t metrics_at;
 };
 
 struct task_job
@@ -87,7 +99,10 @@ task_job_free (void *data)
   berth_error_free (j->err);
   free (j->bundle);
   for (size_t i = 0; i < j->n; i++)
-    free (j->items[i].id);
+    {
+      free (j->items[i].id);
+      free (j->items[i].metrics);
+    }
   free (j->items);
   free (j->pids);
   free (j->ns);
@@ -126,6 +141,7 @@ collect_task (const char *id, const struct berth_process_state *st, void *data)
   if (v == NULL)
     return BERTH_E_NOMEM;
   j->items = v;
+  v[j->n] = (struct list_item){ 0 };
   v[j->n].id = strdup (id);
   if (v[j->n].id == NULL)
     return BERTH_E_NOMEM;
@@ -144,6 +160,272 @@ collect_pid (int32_t pid, const char *exec_id, void *data)
   j->pids = v;
   v[j->npids++].pid = (uint32_t)pid;
   return 0;
+}
+
+/* ---- Metrics: runc's `events --stats` JSON → cgroups v1 Metrics ---------- */
+
+/* The member when it is an object (or array), else NULL: the JSON comes from
+ * a runtime binary and is treated as hostile (wrong types are ignored). */
+static json_object *
+jget (json_object *o, const char *key, json_type type)
+{
+  json_object *v = NULL;
+  if (o == NULL || !json_object_is_type (o, json_type_object) || !json_object_object_get_ex (o, key, &v))
+    return NULL;
+  return json_object_is_type (v, type) ? v : NULL;
+}
+
+/* A non-negative integer member, 0 when absent, negative or not an integer. */
+static uint64_t
+ju64_of (json_object *v)
+{
+  if (v == NULL || !json_object_is_type (v, json_type_int))
+    return 0;
+  if (json_object_get_int64 (v) < 0)
+    return 0;
+  return json_object_get_uint64 (v);
+}
+
+static uint64_t
+ju64 (json_object *o, const char *key)
+{
+  return ju64_of (jget (o, key, json_type_int));
+}
+
+static Io__Containerd__Cgroups__V1__MemoryEntry *
+mem_entry (pb_arena *a, json_object *mem, const char *key)
+{
+  json_object *e = jget (mem, key, json_type_object);
+  Io__Containerd__Cgroups__V1__MemoryEntry *m = pb_new (a, &io__containerd__cgroups__v1__memory_entry__descriptor);
+  m->limit = ju64 (e, "limit");
+  m->usage = ju64 (e, "usage");
+  m->max = ju64 (e, "max");
+  m->failcnt = ju64 (e, "failcnt");
+  return m;
+}
+
+/* memory.stat keys (runc's "raw") → MemoryStat fields, as containerd's cgroups v1 reads them. */
+#define MS(f) offsetof (Io__Containerd__Cgroups__V1__MemoryStat, f)
+static const struct
+{
+  const char *key;
+  size_t off;
+} memory_raw[] = {
+  { "cache", MS (cache) },
+  { "rss", MS (rss) },
+  { "rss_huge", MS (rss_huge) },
+  { "mapped_file", MS (mapped_file) },
+  { "dirty", MS (dirty) },
+  { "writeback", MS (writeback) },
+  { "pgpgin", MS (pg_pg_in) },
+  { "pgpgout", MS (pg_pg_out) },
+  { "pgfault", MS (pg_fault) },
+  { "pgmajfault", MS (pg_maj_fault) },
+  { "inactive_anon", MS (inactive_anon) },
+  { "active_anon", MS (active_anon) },
+  { "inactive_file", MS (inactive_file) },
+  { "active_file", MS (active_file) },
+  { "unevictable", MS (unevictable) },
+  { "hierarchical_memory_limit", MS (hierarchical_memory_limit) },
+  { "hierarchical_memsw_limit", MS (hierarchical_swap_limit) },
+  { "total_cache", MS (total_cache) },
+  { "total_rss", MS (total_rss) },
+  { "total_rss_huge", MS (total_rss_huge) },
+  { "total_mapped_file", MS (total_mapped_file) },
+  { "total_dirty", MS (total_dirty) },
+  { "total_writeback", MS (total_writeback) },
+  { "total_pgpgin", MS (total_pg_pg_in) },
+  { "total_pgpgout", MS (total_pg_pg_out) },
+  { "total_pgfault", MS (total_pg_fault) },
+  { "total_pgmajfault", MS (total_pg_maj_fault) },
+  { "total_inactive_anon", MS (total_inactive_anon) },
+  { "total_active_anon", MS (total_active_anon) },
+  { "total_inactive_file", MS (total_inactive_file) },
+  { "total_active_file", MS (total_active_file) },
+  { "total_unevictable", MS (total_unevictable) },
+};
+#undef MS
+
+static Io__Containerd__Cgroups__V1__BlkIOEntry **
+blkio_list (pb_arena *a, json_object *blk, const char *key, size_t *ret_n)
+{
+  json_object *arr = jget (blk, key, json_type_array);
+  size_t n = arr ? json_object_array_length (arr) : 0;
+  *ret_n = 0;
+  if (n == 0)
+    return NULL;
+  Io__Containerd__Cgroups__V1__BlkIOEntry **v
+      = (void *)pb_array (a, &io__containerd__cgroups__v1__blk_ioentry__descriptor, n);
+  for (size_t i = 0; i < n; i++)
+    {
+      json_object *e = json_object_array_get_idx (arr, i);
+      if (e == NULL || !json_object_is_type (e, json_type_object))
+        continue;
+      Io__Containerd__Cgroups__V1__BlkIOEntry *b = v[(*ret_n)++];
+      json_object *op = jget (e, "op", json_type_string);
+      b->op = pb_strdup (a, op ? json_object_get_string (op) : NULL);
+      b->major = ju64 (e, "major");
+      b->minor = ju64 (e, "minor");
+      b->value = ju64 (e, "value");
+    }
+  return v;
+}
+
+/* Fill m from the runtime's stats JSON (the whole {"type":"stats","data":{...}}
+ * document, or its data object). */
+static int
+metrics_from_json (pb_arena *a, const char *text, size_t len, Io__Containerd__Cgroups__V1__Metrics *m,
+                   berth_error **err)
+{
+  if (text == NULL || len == 0)
+    return berth_error_set (err, BERTH_E_INVALID, 0, "runtime statistics: empty answer");
+  json_tokener *tok = json_tokener_new ();
+  if (tok == NULL)
+    return berth_error_set (err, BERTH_E_NOMEM, 0, "out of memory");
+  if (len > INT_MAX)
+    len = INT_MAX;
+  json_object *root = json_tokener_parse_ex (tok, text, (int)len);
+  enum json_tokener_error e = json_tokener_get_error (tok);
+  size_t end = json_tokener_get_parse_end (tok);
+  json_tokener_free (tok);
+  while (root && end < len && strchr (" \t\r\n", text[end]) && text[end] != '\0')
+    end++;
+  const char *why = NULL;
+  if (e == json_tokener_continue)
+    why = "truncated JSON";
+  else if (root == NULL || e != json_tokener_success)
+    why = json_tokener_error_desc (e);
+  else if (end < len)
+    why = "text after the JSON value";
+  else if (!json_object_is_type (root, json_type_object))
+    why = "not a JSON object";
+  if (why)
+    {
+      json_object_put (root);
+      return berth_error_set (err, BERTH_E_INVALID, 0, "runtime statistics: %s", why);
+    }
+  json_object *data = jget (root, "data", json_type_object);
+  if (data == NULL)
+    data = root;
+
+  json_object *pids = jget (data, "pids", json_type_object);
+  m->pids = pb_new (a, &io__containerd__cgroups__v1__pids_stat__descriptor);
+  m->pids->current = ju64 (pids, "current");
+  m->pids->limit = ju64 (pids, "limit");
+
+  json_object *cpu = jget (data, "cpu", json_type_object);
+  json_object *usage = jget (cpu, "usage", json_type_object);
+  json_object *thr = jget (cpu, "throttling", json_type_object);
+  m->cpu = pb_new (a, &io__containerd__cgroups__v1__cpustat__descriptor);
+  m->cpu->usage = pb_new (a, &io__containerd__cgroups__v1__cpuusage__descriptor);
+  m->cpu->usage->total = ju64 (usage, "total");
+  m->cpu->usage->kernel = ju64 (usage, "kernel");
+  m->cpu->usage->user = ju64 (usage, "user");
+  json_object *percpu = jget (usage, "percpu", json_type_array);
+  size_t ncpu = percpu ? json_object_array_length (percpu) : 0;
+  if (ncpu > 0)
+    {
+      m->cpu->usage->per_cpu = pb_alloc (a, ncpu * sizeof *m->cpu->usage->per_cpu);
+      for (size_t i = 0; i < ncpu; i++)
+        m->cpu->usage->per_cpu[i] = ju64_of (json_object_array_get_idx (percpu, i));
+      m->cpu->usage->n_per_cpu = ncpu;
+    }
+  m->cpu->throttling = pb_new (a, &io__containerd__cgroups__v1__throttle__descriptor);
+  m->cpu->throttling->periods = ju64 (thr, "periods");
+  m->cpu->throttling->throttled_periods = ju64 (thr, "throttled_periods");
+  m->cpu->throttling->throttled_time = ju64 (thr, "throttled_time");
+
+  json_object *mem = jget (data, "memory", json_type_object);
+  m->memory = pb_new (a, &io__containerd__cgroups__v1__memory_stat__descriptor);
+  json_object *raw = jget (mem, "raw", json_type_object);
+  for (size_t i = 0; raw && i < ARRAY_SIZE (memory_raw); i++)
+    *(uint64_t *)((char *)m->memory + memory_raw[i].off) = ju64 (raw, memory_raw[i].key);
+  if (jget (mem, "cache", json_type_int))
+    m->memory->cache = ju64 (mem, "cache");
+  m->memory->usage = mem_entry (a, mem, "usage");
+  m->memory->swap = mem_entry (a, mem, "swap");
+  m->memory->kernel = mem_entry (a, mem, "kernel");
+  m->memory->kernel_tcp = mem_entry (a, mem, "kernelTCP");
+
+  json_object *blk = jget (data, "blkio", json_type_object);
+  if (blk)
+    {
+      Io__Containerd__Cgroups__V1__BlkIOStat *b = pb_new (a, &io__containerd__cgroups__v1__blk_iostat__descriptor);
+      b->io_service_bytes_recursive = blkio_list (a, blk, "ioServiceBytesRecursive", &b->n_io_service_bytes_recursive);
+      b->io_serviced_recursive = blkio_list (a, blk, "ioServicedRecursive", &b->n_io_serviced_recursive);
+      b->io_queued_recursive = blkio_list (a, blk, "ioQueueRecursive", &b->n_io_queued_recursive);
+      b->io_service_time_recursive = blkio_list (a, blk, "ioServiceTimeRecursive", &b->n_io_service_time_recursive);
+      b->io_wait_time_recursive = blkio_list (a, blk, "ioWaitTimeRecursive", &b->n_io_wait_time_recursive);
+      b->io_merged_recursive = blkio_list (a, blk, "ioMergedRecursive", &b->n_io_merged_recursive);
+      b->io_time_recursive = blkio_list (a, blk, "ioTimeRecursive", &b->n_io_time_recursive);
+      b->sectors_recursive = blkio_list (a, blk, "sectorsRecursive", &b->n_sectors_recursive);
+      m->blkio = b;
+    }
+  json_object_put (root);
+  return 0;
+}
+
+struct metrics_filter_obj
+{
+  const char *id;
+  const char *ns;
+};
+
+/* containerd's task adaptor for Metrics: id and namespace. */
+static const char *
+metrics_field (void *obj, const char *const *path, size_t npath)
+{
+  const struct metrics_filter_obj *o = obj;
+  if (npath != 1)
+    return NULL;
+  if (strcmp (path[0], "id") == 0)
+    return o->id;
+  if (strcmp (path[0], "namespace") == 0)
+    return o->ns;
+  return NULL;
+}
+
+/* Worker: the stats of every task the filters select.  A task whose runtime
+ * fails or does not answer within the state deadline is skipped. */
+static int
+task_metrics (struct task_job *j, berth_error **err)
+{
+  Containerd__Services__Tasks__V1__MetricsRequest *q = (void *)j->req;
+  filter_set *fs = NULL;
+  int r = filters_parse ((const char *const *)q->filters, q->n_filters, &fs, err);
+  if (r < 0)
+    return r;
+  r = tasks_list_ids (j->d->tasks, j->ns, collect_task, j, err);
+  for (size_t i = 0; r == 0 && i < j->n; i++)
+    {
+      struct list_item *it = &j->items[i];
+      struct metrics_filter_obj o = { .id = it->id, .ns = j->ns };
+      if (!filters_match (fs, metrics_field, &o))
+        continue;
+      berth_buf buf = { 0 };
+      _cleanup_error_ berth_error *e = NULL;
+      _cleanup_arena_ pb_arena *a = pb_arena_new ();
+      Io__Containerd__Cgroups__V1__Metrics m = IO__CONTAINERD__CGROUPS__V1__METRICS__INIT;
+      if (tasks_stats (j->d->tasks, j->ns, it->id, &buf, &e) < 0
+          || metrics_from_json (a, (const char *)buf.data, buf.len, &m, &e) < 0)
+        {
+          log_warning ("task %s/%s: metrics: %s", j->ns, it->id, e ? berth_error_message (e) : "failed");
+          buf_clear (&buf);
+          continue;
+        }
+      buf_clear (&buf);
+      struct timespec now;
+      clock_gettime (CLOCK_REALTIME, &now);
+      it->metrics_at = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+      it->metrics_len = protobuf_c_message_get_packed_size (&m.base);
+      it->metrics = malloc (it->metrics_len ? it->metrics_len : 1);
+      if (it->metrics == NULL)
+        r = berth_error_set (err, BERTH_E_NOMEM, 0, "out of memory");
+      else
+        protobuf_c_message_pack (&m.base, it->metrics);
+    }
+  filters_free (fs);
+  return r;
 }
 
 static void
@@ -276,11 +558,7 @@ task_work (void *data)
         break;
       }
     case T_CHECKPOINT: j->r = berth_error_set (err, BERTH_E_NOTSUP, 0, "checkpoint is not supported by berth"); break;
-    case T_METRICS:
-      j->r = berth_error_set (err, BERTH_E_NOTSUP, 0,
-                              "task metrics are not supported yet (berth does not build containerd's cgroups "
-                              "metrics messages)");
-      break;
+    case T_METRICS: j->r = task_metrics (j, err); break;
     case T_WAIT:
     case T_NOPS: break;
     }
@@ -384,6 +662,27 @@ task_reply (grpc_call *call, void *data)
         for (size_t i = 0; i < j->npids; i++)
           resp.processes[i]->pid = j->pids[i].pid;
         resp.n_processes = j->npids;
+        grpc_call_send (call, &resp.base);
+        break;
+      }
+    case T_METRICS:
+      {
+        Containerd__Services__Tasks__V1__MetricsResponse resp = CONTAINERD__SERVICES__TASKS__V1__METRICS_RESPONSE__INIT;
+        resp.metrics = pb_alloc (a, (j->n + 1) * sizeof *resp.metrics);
+        for (size_t i = 0; i < j->n; i++)
+          {
+            const struct list_item *it = &j->items[i];
+            if (it->metrics == NULL)
+              continue;
+            Containerd__Types__Metric *m = pb_new (a, &containerd__types__metric__descriptor);
+            m->timestamp = pb_timestamp (a, it->metrics_at);
+            m->id = pb_strdup (a, it->id);
+            m->data = pb_new (a, &google__protobuf__any__descriptor);
+            m->data->type_url = (char *)CGROUPS_V1_METRICS;
+            m->data->value.data = it->metrics;
+            m->data->value.len = it->metrics_len;
+            resp.metrics[resp.n_metrics++] = m;
+          }
         grpc_call_send (call, &resp.base);
         break;
       }

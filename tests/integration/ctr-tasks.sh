@@ -11,7 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 need_root
 need_ctr
-for tool in docker-registry skopeo runc; do
+for tool in docker-registry skopeo runc python3; do
   command -v "$tool" >/dev/null || skip "$tool not installed (scripts/deps.sh installs it)"
 done
 [ -n "${top_srcdir:-}" ] || top_srcdir=$(cd "$(dirname "$0")/../.." && pwd)
@@ -127,8 +127,13 @@ for RT in "${RUNTIMES[@]}"; do
   printf '%s\n' "$out" | grep -q "^d-$n .*PAUSED" && pass "$RT: paused" || fail "$RT: not PAUSED"
   run "${C[@]}" tasks resume d-$n
   expect_rc 0 "$RT: tasks resume"
-  run "${C[@]}" tasks metrics d-$n
-  expect_contains "not supported" "$RT: tasks metrics says it is not supported"
+  run timeout 30 "${C[@]}" tasks metrics d-$n
+  expect_rc 0 "$RT: tasks metrics"
+  expect_contains "pids.current" "$RT: tasks metrics shows the pids table"
+  run timeout 30 "${C[@]}" tasks metrics --format json d-$n
+  expect_rc 0 "$RT: tasks metrics --format json"
+  printf '%s\n' "$out" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["memory"]["usage"]["usage"] > 0 else 1)' \
+    && pass "$RT: tasks metrics reports a memory usage > 0" || fail "$RT: no memory usage in the metrics"
   run "${C[@]}" containers info d-$n
   expect_contains "io.berth.log.path" "$RT: the container has its log path label"
   run "${C[@]}" containers label d-$n tier=web
