@@ -434,6 +434,15 @@ run_daemon (struct options *o)
   if (meta_open (meta_path, &d->meta, &err) < 0)
     goto out;
 
+  /* Block the signals the loop handles (signalfd) before plugins start
+   * threads: a thread with them unblocked would take SIGHUP's default
+   * action (terminate) for the whole daemon. */
+  sigset_t handled;
+  sigemptyset (&handled);
+  sigaddset (&handled, SIGTERM);
+  sigaddset (&handled, SIGINT);
+  sigaddset (&handled, SIGHUP);
+  pthread_sigmask (SIG_BLOCK, &handled, NULL);
   if (registry_init_all (d->reg, &err) < 0)
     goto out;
 

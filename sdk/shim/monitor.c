@@ -6,6 +6,7 @@
  * the thread reads only while holding the lock (recv is non-blocking), so
  * an fd is never used after another thread closed it. */
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -193,7 +194,13 @@ shimrt_monitor_start (struct shimrt *s, berth_error *err)
   struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
   if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, s->wakefd, &ev) < 0)
     return s->host->error_set (err, BERTH_E_INTERNAL, errno, "%s: epoll_ctl", s->name);
+  /* The host's signals (SIGTERM, SIGHUP...) are the host's business: the
+   * thread starts with every signal blocked, whatever mask the caller has. */
+  sigset_t all, old;
+  sigfillset (&all);
+  pthread_sigmask (SIG_BLOCK, &all, &old);
   int r = pthread_create (&s->monitor, NULL, monitor_main, s);
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (r != 0)
     return s->host->error_set (err, BERTH_E_INTERNAL, r, "%s: starting the monitor thread", s->name);
   s->monitor_started = true;
