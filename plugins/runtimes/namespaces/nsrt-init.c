@@ -969,27 +969,29 @@ nsrt_create (const struct nsrt_opts *o, const struct nsrt_create_args *a)
     .fifo_fd = fifo_fd,
     .console_fd = console_fd,
   };
-  /* The filter is compiled (or taken from the cache) here, on the host's
-   * filesystem; the init inherits it. */
-  if (nsrt_seccomp_prepare_cached (jget (lnx, "seccomp"), seccomp_cache_dir (), &ic.seccomp, &err) < 0)
-    goto fail;
   if (ns.join_fd[4] >= 0 && setns (ns.join_fd[4], CLONE_NEWPID) < 0)
     {
       nsrt_errf (&err, errno, "join the pid namespace");
       goto fail;
     }
+  /* The filter is compiled (or taken from the cache) here, on the host's
+   * filesystem; the init inherits it. */
+  if (nsrt_seccomp_prepare_cached (jget (lnx, "seccomp"), seccomp_cache_dir (), &ic.seccomp, &err) < 0)
+    goto fail;
   fflush (NULL);
   /* new namespaces except cgroup: it is unshared once in its cgroup */
   pid = syscall (SYS_clone, (unsigned long) ((ns.new_flags & ~CLONE_NEWCGROUP) | SIGCHLD), NULL, NULL, NULL, 0);
-  if (pid < 0)
-    {
-      nsrt_errf (&err, errno, "clone the container init");
-      goto fail;
-    }
   if (pid == 0)
     {
       close (sync[0]);
       init_main (&ic);
+    }
+  nsrt_seccomp_free (ic.seccomp); /* the init has its own copy */
+  ic.seccomp = NULL;
+  if (pid < 0)
+    {
+      nsrt_errf (&err, errno, "clone the container init");
+      goto fail;
     }
   close (sync[1]);
   sync[1] = -1;
@@ -1245,6 +1247,8 @@ nsrt_exec (const struct nsrt_opts *o, const struct nsrt_exec_args *a)
     goto out;
   fflush (NULL);
   pid_t mid = fork ();
+  if (mid != 0)
+    nsrt_seccomp_free (sc); /* the child has its own copy */
   if (mid < 0)
     {
       nsrt_errf (&err, errno, "fork");
