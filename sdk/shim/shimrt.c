@@ -229,6 +229,9 @@ task_gone (struct shimrt *s, struct shimrt_task *t)
 
 /* ---- calls ------------------------------------------------------------- */
 
+/* The longest a `state` call may take, whatever call_timeout_ms says. */
+#define STATE_TIMEOUT_MS 2000
+
 static uint32_t
 timeout_ms (struct shimrt *s)
 {
@@ -251,13 +254,17 @@ shim_call (struct shimrt *s, struct shimrt_task *t, berth_ctx *ctx, bool no_dead
   int r = shim_send (fd, req, n);
   if (r < 0)
     return s->host->error_set (err, BERTH_E_UNAVAILABLE, -r, "sending `%s` to the shim of task %s", req[0], t->id);
-  int64_t deadline = no_deadline ? 0 : shimrt_monotonic_ms () + timeout_ms (s);
+  uint32_t limit = timeout_ms (s);
+  /* `state` is answered from the shim's memory: a shim that takes longer
+   * is stuck, and must not hold up listings (ps, tasks ls) for long. */
+  if (strcmp (req[0], "state") == 0 && limit > STATE_TIMEOUT_MS)
+    limit = STATE_TIMEOUT_MS;
+  int64_t deadline = no_deadline ? 0 : shimrt_monotonic_ms () + limit;
   /* The ctx is polled too: the core may give up before our deadline. */
   r = shim_recv (s, ctx, fd, deadline, ret);
   if (r == -ETIMEDOUT)
     return s->host->error_set (err, BERTH_E_DEADLINE, 0,
-                               "the shim of task %s did not answer `%s` within %" PRIu32 " ms", t->id, req[0],
-                               timeout_ms (s));
+                               "the shim of task %s did not answer `%s` within %" PRIu32 " ms", t->id, req[0], limit);
   if (r == -ECANCELED)
     return s->host->error_set (err, BERTH_E_CANCELLED, 0, "`%s` of task %s cancelled", req[0], t->id);
   if (r == -ECONNRESET)
