@@ -630,12 +630,19 @@ reply_wait (struct conn *c, struct proc *p)
     conn_close (c);
 }
 
+static void oom_send (void);
+
 static void
 proc_exited (struct proc *p, int status)
 {
   p->status = PROC_STOPPED;
   p->exit_status = status;
   p->exited_at = now_realtime_ns ();
+  /* A SIGKILLed init may be the OOM killer's work, and the cgroup's
+   * notification can still be queued behind our SIGCHLD: report it before
+   * the exit, as containerd's /tasks/oom comes before /tasks/exit. */
+  if (*p->id == '\0' && status == 128 + SIGKILL && oom_watch_killed (&S.oom) == 1)
+    oom_send ();
   /* What the process wrote before it exited is delivered before its exit
    * (ctr prints the output, then returns the status). */
   output_pump (&p->out, 4u << 20);
@@ -692,6 +699,12 @@ oom_event (void)
     }
   if (r == 0)
     return;
+  oom_send ();
+}
+
+static void
+oom_send (void)
+{
   shim_log ("OOM kill in the container's memory cgroup");
   const char *f[] = { "oom", S.id };
   char buf[128];

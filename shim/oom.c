@@ -165,3 +165,19 @@ oom_watch_fired (struct oom_watch *w)
     }
   return 0;
 }
+
+int
+oom_watch_killed (struct oom_watch *w)
+{
+  if (w->fd < 0)
+    return 0;
+  long long k = read_oom_kills (w->counter);
+  if (k <= w->kills)
+    return 0;
+  w->kills = k;
+  /* The notification still queued for this kill stays quiet (v1). */
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  w->last_ms = (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return 1;
+}

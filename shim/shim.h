@@ -159,6 +159,9 @@ struct shim
 /* oom.c: watch the cgroup of pid; fired: 1 an OOM kill, 0 nothing, -1 the cgroup is gone. */
 int oom_watch_open (struct oom_watch *w, pid_t pid);
 int oom_watch_fired (struct oom_watch *w);
+/* 1 when the OOM killer killed in the cgroup since the last report (and
+ * counts it as reported), without waiting for the notification. */
+int oom_watch_killed (struct oom_watch *w);
 
 /* runtime.c */
 int rt_run (struct shim *s, const char *const *verb, const struct rt_opts *o, struct rt_result *res);
