@@ -1,0 +1,438 @@
+/* libberth-layerindex: the uncompressed tar stream of a blob, from the start
+ * (while indexing, recording checkpoints) or from a checkpoint (reads).
+ *
+ * gzip follows zlib's examples/zran.c idea: inflate with Z_BLOCK so that
+ * inflate stops at every deflate block boundary; where at least
+ * checkpoint_span bytes came out since the last checkpoint, remember the
+ * compressed position (byte + unused bits, restored with inflatePrime) and
+ * the 32 KiB window (inflateGetDictionary, restored with
+ * inflateSetDictionary).  Concatenated gzip members (eStargz is made of
+ * them) are followed; a member start is a checkpoint that needs no window.
+ * zstd frames are independent, so a frame start is a checkpoint.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include "layerindex-private.h"
+#include "stream.h"
+
+#define IN_CAP (256 * 1024)
+
+int
+li_read_full (const berth_layerindex *idx, uint64_t off, void *buf, size_t len, size_t *ret_n, berth_error *err)
+{
+  size_t done = 0;
+  while (done < len)
+    {
+      size_t n = 0;
+      if (off + done >= idx->blob_size)
+        break;
+      size_t want = len - done;
+      if (want > idx->blob_size - (off + done))
+        want = (size_t) (idx->blob_size - (off + done));
+      int r = idx->read_at (idx->read_data, off + done, (char *) buf + done, want, &n, err);
+      if (r < 0)
+        return idx->host->error_wrap (err, "reading the layer at offset %" PRIu64, off + done);
+      if (n == 0)
+        break;
+      done += n;
+    }
+  *ret_n = done;
+  return 0;
+}
+
+/* Make at least `need` bytes available after in_off (fewer at the end of the blob). */
+static int
+fill (struct li_stream *s, size_t need, berth_error *err)
+{
+  if (s->in_len - s->in_off >= need)
+    return 0;
+  memmove (s->in, s->in + s->in_off, s->in_len - s->in_off);
+  s->in_base += s->in_off;
+  s->in_len -= s->in_off;
+  s->in_off = 0;
+  while (s->in_len < need && s->in_base + s->in_len < s->idx->blob_size)
+    {
+      size_t n = 0;
+      int r = li_read_full (s->idx, s->in_base + s->in_len, s->in + s->in_len, IN_CAP - s->in_len, &n, err);
+      if (r < 0)
+        return r;
+      if (n == 0)
+        break;
+      s->in_len += n;
+    }
+  return 0;
+}
+
+static int
+add_checkpoint (struct li_stream *s, uint8_t bits, bool member_start, berth_error *err)
+{
+  const berth_layerindex *idx = s->idx;
+  if (s->n_ckpts == s->cap_ckpts)
+    {
+      size_t cap = s->cap_ckpts ? s->cap_ckpts * 2 : 64;
+      struct li_checkpoint *v = realloc (s->ckpts, cap * sizeof *v);
+      if (v == NULL)
+        return li_nomem (idx, err);
+      s->ckpts = v;
+      s->cap_ckpts = cap;
+    }
+  struct li_checkpoint *c = &s->ckpts[s->n_ckpts];
+  memset (c, 0, sizeof *c);
+  c->out = s->out_pos;
+  c->in = s->in_base + s->in_off;
+  c->bits = bits;
+  c->member_start = member_start;
+  if (s->comp == BERTH_LAYERINDEX_GZIP && !member_start)
+    {
+      unsigned char win[LI_WINDOW];
+      uInt wlen = sizeof win;
+      if (inflateGetDictionary (&s->z, win, &wlen) != Z_OK
+          || li_window_pack (win, wlen, &c->window, &c->window_len) < 0)
+        return li_nomem (idx, err);
+    }
+  s->n_ckpts++;
+  s->last_ckpt = s->out_pos;
+  return 0;
+}
+
+int
+li_stream_open (struct li_stream *s, const berth_layerindex *idx, uint32_t comp, const struct li_checkpoint *from,
+                bool record, berth_error *err)
+{
+  memset (s, 0, sizeof *s);
+  s->idx = idx;
+  s->comp = comp;
+  s->record = record;
+  s->in = malloc (IN_CAP);
+  if (s->in == NULL)
+    return li_nomem (idx, err);
+  s->in_base = from ? from->in : 0;
+  s->out_pos = from ? from->out : 0;
+  if (comp == BERTH_LAYERINDEX_GZIP)
+    {
+      bool raw = from && !from->member_start;
+      if (inflateInit2 (&s->z, raw ? -15 : 31) != Z_OK)
+        return li_nomem (idx, err);
+      s->z_init = true;
+      s->raw = raw;
+      if (raw)
+        {
+          if (from->bits)
+            {
+              unsigned char b;
+              size_t n = 0;
+              if (from->in == 0)
+                return li_error (idx, err, BERTH_E_INVALID, "checkpoint at offset 0 with bits");
+              int r = li_read_full (idx, from->in - 1, &b, 1, &n, err);
+              if (r < 0)
+                return r;
+              if (n != 1)
+                return li_error (idx, err, BERTH_E_INVALID, "checkpoint past the end of the layer");
+              inflatePrime (&s->z, from->bits, b >> (8 - from->bits));
+            }
+          unsigned char win[LI_WINDOW];
+          uLongf wlen = sizeof win;
+          if (from->window_len == 0 || uncompress (win, &wlen, from->window, from->window_len) != Z_OK
+              || inflateSetDictionary (&s->z, win, (uInt) wlen) != Z_OK)
+            return li_error (idx, err, BERTH_E_INVALID, "checkpoint at %" PRIu64 ": bad window", from->out);
+        }
+    }
+  else if (comp == BERTH_LAYERINDEX_ZSTD)
+    {
+      s->zs = ZSTD_createDStream ();
+      if (s->zs == NULL)
+        return li_nomem (idx, err);
+      /* A hostile frame may ask for a huge window: zstd's own default cap (128 MiB) applies. */
+      ZSTD_initDStream (s->zs);
+    }
+  if (record && comp != BERTH_LAYERINDEX_NONE)
+    return add_checkpoint (s, 0, true, err);
+  return 0;
+}
+
+void
+li_stream_close (struct li_stream *s)
+{
+  if (s->z_init)
+    inflateEnd (&s->z);
+  if (s->zs)
+    ZSTD_freeDStream (s->zs);
+  free (s->in);
+  for (size_t i = 0; i < s->n_ckpts; i++)
+    free (s->ckpts[i].window);
+  free (s->ckpts);
+  memset (s, 0, sizeof *s);
+}
+
+static int
+gzip_member_end (struct li_stream *s, berth_error *err)
+{
+  const berth_layerindex *idx = s->idx;
+  int r;
+  if (s->raw)
+    {
+      if ((r = fill (s, 8, err)) < 0)
+        return r;
+      if (s->in_len - s->in_off < 8)
+        return li_error (idx, err, BERTH_E_INVALID, "gzip stream truncated in a member trailer");
+      s->in_off += 8;
+    }
+  if ((r = fill (s, 2, err)) < 0)
+    return r;
+  if (s->in_len - s->in_off < 2 || s->in[s->in_off] != 0x1f || s->in[s->in_off + 1] != 0x8b)
+    {
+      s->eof = true; /* the end, or trailing bytes that gzip(1) also ignores */
+      return 0;
+    }
+  if (inflateReset2 (&s->z, 31) != Z_OK)
+    return li_error (idx, err, BERTH_E_INTERNAL, "inflateReset2 failed");
+  s->raw = false;
+  if (s->record && s->out_pos - s->last_ckpt >= idx->opts.checkpoint_span)
+    return add_checkpoint (s, 0, true, err);
+  return 0;
+}
+
+static int
+out_gzip (struct li_stream *s, unsigned char *buf, size_t len, size_t *ret_n, berth_error *err)
+{
+  const berth_layerindex *idx = s->idx;
+  size_t got = 0;
+  while (got == 0 && !s->eof)
+    {
+      int r = fill (s, 1, err);
+      if (r < 0)
+        return r;
+      bool in_eof = s->in_len == s->in_off;
+      s->z.next_in = s->in + s->in_off;
+      s->z.avail_in = (uInt) (s->in_len - s->in_off);
+      s->z.next_out = buf + got;
+      s->z.avail_out = (uInt) (len - got);
+      int zr = inflate (&s->z, s->record ? Z_BLOCK : Z_NO_FLUSH);
+      s->in_off = s->in_len - s->z.avail_in;
+      size_t produced = (len - got) - s->z.avail_out;
+      got += produced;
+      s->out_pos += produced;
+      if (s->out_pos > idx->opts.max_total_size)
+        return li_error (idx, err, BERTH_E_INVALID, "the uncompressed layer is larger than %" PRIu64 " bytes",
+                         idx->opts.max_total_size);
+      if (zr == Z_STREAM_END)
+        {
+          if ((r = gzip_member_end (s, err)) < 0)
+            return r;
+          continue;
+        }
+      if (zr == Z_BUF_ERROR && in_eof)
+        return li_error (idx, err, BERTH_E_INVALID, "gzip stream truncated at offset %" PRIu64, s->in_base + s->in_off);
+      if (zr != Z_OK && zr != Z_BUF_ERROR)
+        return li_error (idx, err, BERTH_E_INVALID, "corrupt gzip data near offset %" PRIu64 ": %s",
+                         s->in_base + s->in_off, s->z.msg ? s->z.msg : "inflate failed");
+      if (s->record && (s->z.data_type & 128) && !(s->z.data_type & 64)
+          && s->out_pos - s->last_ckpt >= idx->opts.checkpoint_span)
+        if ((r = add_checkpoint (s, (uint8_t) (s->z.data_type & 7), false, err)) < 0)
+          return r;
+    }
+  *ret_n = got;
+  return 0;
+}
+
+static int
+out_zstd (struct li_stream *s, unsigned char *buf, size_t len, size_t *ret_n, berth_error *err)
+{
+  const berth_layerindex *idx = s->idx;
+  size_t got = 0;
+  while (got == 0 && !s->eof)
+    {
+      int r = fill (s, 1, err);
+      if (r < 0)
+        return r;
+      if (s->in_len == s->in_off)
+        {
+          if (s->mid_frame)
+            return li_error (idx, err, BERTH_E_INVALID, "zstd stream truncated at offset %" PRIu64,
+                             s->in_base + s->in_off);
+          s->eof = true;
+          break;
+        }
+      if (!s->mid_frame && s->record && s->out_pos - s->last_ckpt >= idx->opts.checkpoint_span
+          && (r = add_checkpoint (s, 0, true, err)) < 0)
+        return r;
+      ZSTD_inBuffer in = { s->in + s->in_off, s->in_len - s->in_off, 0 };
+      ZSTD_outBuffer out = { buf + got, len - got, 0 };
+      size_t zr = ZSTD_decompressStream (s->zs, &out, &in);
+      if (ZSTD_isError (zr))
+        return li_error (idx, err, BERTH_E_INVALID, "corrupt zstd data near offset %" PRIu64 ": %s",
+                         s->in_base + s->in_off, ZSTD_getErrorName (zr));
+      s->in_off += in.pos;
+      got += out.pos;
+      s->out_pos += out.pos;
+      s->mid_frame = zr != 0;
+      if (s->out_pos > idx->opts.max_total_size)
+        return li_error (idx, err, BERTH_E_INVALID, "the uncompressed layer is larger than %" PRIu64 " bytes",
+                         idx->opts.max_total_size);
+    }
+  *ret_n = got;
+  return 0;
+}
+
+int
+li_stream_read (struct li_stream *s, void *buf, size_t len, size_t *ret_n, berth_error *err)
+{
+  *ret_n = 0;
+  if (len == 0 || s->eof)
+    return 0;
+  if (s->comp == BERTH_LAYERINDEX_GZIP)
+    return out_gzip (s, buf, len, ret_n, err);
+  if (s->comp == BERTH_LAYERINDEX_ZSTD)
+    return out_zstd (s, buf, len, ret_n, err);
+  int r = li_read_full (s->idx, s->out_pos, buf, len, ret_n, err);
+  if (r == 0)
+    {
+      s->out_pos += *ret_n;
+      s->eof = *ret_n == 0;
+    }
+  return r;
+}
+
+struct berth_layerindex_cursor
+{
+  const berth_layerindex *idx;
+  struct li_stream s;
+  bool open;
+  unsigned char *scratch;
+  struct li_chunk_cache cache;
+};
+
+/* Read [pos, pos + len) of the uncompressed stream: go on from where the
+ * cursor's decoder is when that is ahead of the nearest checkpoint,
+ * otherwise restart from the checkpoint. */
+static int
+read_stream_at (berth_layerindex_cursor *c, uint64_t pos, void *buf, size_t len, size_t *ret_n, berth_error *err)
+{
+  const berth_layerindex *idx = c->idx;
+  *ret_n = 0;
+  if (idx->compression == BERTH_LAYERINDEX_NONE)
+    return li_read_full (idx, pos, buf, len, ret_n, err);
+  if (idx->n_ckpts == 0)
+    return li_error (idx, err, BERTH_E_INTERNAL, "no checkpoints");
+  size_t lo = 0, hi = idx->n_ckpts;
+  while (hi - lo > 1)
+    {
+      size_t mid = (lo + hi) / 2;
+      if (idx->ckpts[mid].out <= pos)
+        lo = mid;
+      else
+        hi = mid;
+    }
+  int r = 0;
+  if (c->open && (c->s.out_pos > pos || idx->ckpts[lo].out > c->s.out_pos))
+    {
+      li_stream_close (&c->s);
+      c->open = false;
+    }
+  if (!c->open)
+    {
+      r = li_stream_open (&c->s, idx, idx->compression, &idx->ckpts[lo], false, err);
+      if (r < 0)
+        {
+          li_stream_close (&c->s);
+          return r;
+        }
+      c->open = true;
+    }
+  if (c->scratch == NULL && (c->scratch = malloc (65536)) == NULL)
+    r = li_nomem (idx, err);
+  while (r == 0 && c->s.out_pos < pos)
+    {
+      size_t want = pos - c->s.out_pos < 65536 ? (size_t) (pos - c->s.out_pos) : 65536, n = 0;
+      r = li_stream_read (&c->s, c->scratch, want, &n, err);
+      if (r == 0 && n == 0)
+        r = li_error (idx, err, BERTH_E_INVALID, "stream ends before offset %" PRIu64, pos);
+    }
+  size_t done = 0;
+  while (r == 0 && done < len)
+    {
+      size_t n = 0;
+      r = li_stream_read (&c->s, (char *) buf + done, len - done, &n, err);
+      if (n == 0)
+        break;
+      done += n;
+    }
+  if (r < 0)
+    {
+      li_stream_close (&c->s);
+      c->open = false;
+      return r;
+    }
+  *ret_n = done;
+  return 0;
+}
+
+int
+berth_layerindex_cursor_new (const berth_layerindex *idx, berth_layerindex_cursor **ret_cursor, berth_error *err)
+{
+  berth_layerindex_cursor *c = calloc (1, sizeof *c);
+  if (c == NULL)
+    return li_nomem (idx, err);
+  c->idx = idx;
+  *ret_cursor = c;
+  return 0;
+}
+
+void
+berth_layerindex_cursor_free (berth_layerindex_cursor *c)
+{
+  if (c == NULL)
+    return;
+  if (c->open)
+    li_stream_close (&c->s);
+  free (c->scratch);
+  free (c->cache.buf);
+  free (c);
+}
+
+int
+berth_layerindex_cursor_read (berth_layerindex_cursor *c, const struct berth_layerindex_entry *e, uint64_t off,
+                              void *buf, size_t len, size_t *ret_n, berth_error *err)
+{
+  const berth_layerindex *idx = c->idx;
+  *ret_n = 0;
+  if (e == NULL || e->ino == 0 || e->ino > idx->n_entries || &idx->entries[e->ino - 1] != e)
+    return li_error (idx, err, BERTH_E_INVALID, "entry is not from this index");
+  e = &idx->entries[e->data_ino - 1];
+  if (e->type != BERTH_LAYERINDEX_REG)
+    return li_error (idx, err, BERTH_E_INVALID, "entry `%s` is not a regular file", e->path);
+  if (off >= e->size)
+    return 0;
+  if (len > e->size - off)
+    len = (size_t) (e->size - off);
+  int r;
+  size_t n = 0;
+  if (idx->format == LI_FORMAT_ESTARGZ)
+    r = li_estargz_read (idx, e, off, buf, len, &c->cache, &n, err);
+  else
+    r = read_stream_at (c, e->offset + off, buf, len, &n, err);
+  if (r < 0)
+    return idx->host->error_wrap (err, "reading `%s` at %" PRIu64, e->path, off);
+  if (n != len)
+    return li_error (idx, err, BERTH_E_INVALID, "reading `%s`: the layer ends early", e->path);
+  *ret_n = n;
+  return 0;
+}
+
+int
+berth_layerindex_read (const berth_layerindex *idx, const struct berth_layerindex_entry *e, uint64_t off, void *buf,
+                       size_t len, size_t *ret_n, berth_error *err)
+{
+  berth_layerindex_cursor c = { .idx = idx };
+  int r = berth_layerindex_cursor_read (&c, e, off, buf, len, ret_n, err);
+  if (c.open)
+    li_stream_close (&c.s);
+  free (c.scratch);
+  free (c.cache.buf);
+  return r;
+}
