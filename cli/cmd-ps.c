@@ -169,9 +169,12 @@ ps_run (struct cli *cli, int argc, char **argv)
       size_t i = k - 1;
       const pb_container *ct = l.v[i];
       const pb_process *p = task_find (&tl, ct->id);
+      /* A task whose shim does not answer is still there (and most likely
+       * running): it stays in the list, shown as Unknown. */
       bool running = p
                      && (p->status == CONTAINERD__V1__TYPES__STATUS__RUNNING
-                         || p->status == CONTAINERD__V1__TYPES__STATUS__PAUSED);
+                         || p->status == CONTAINERD__V1__TYPES__STATUS__PAUSED
+                         || p->status == CONTAINERD__V1__TYPES__STATUS__UNKNOWN);
       if (!all && !running)
         continue;
       char status[64], age[HUMAN_AGE_MAX], nb[16], id[65];
@@ -260,6 +263,16 @@ inspect_one (struct cli *cli, const pb_container *c)
   json_object_object_add (st, "Pid", json_object_new_int64 (r == 0 ? p->pid : 0));
   json_object_object_add (st, "ExitCode", json_object_new_int64 (r == 0 ? p->exit_status : 0));
   json_object_object_add (st, "FinishedAt", r == 0 ? timestamp_json (p->exited_at) : NULL);
+  int64_t silent = 0;
+  char why[512] = "", msg[700];
+  if (r == 0 && ctr_shim_silent (p, &silent, why, sizeof why))
+    {
+      char d[48];
+      snprintf (msg, sizeof msg, "shim not answering for %s%s%s", human_duration ((double)silent / 1000, d, sizeof d),
+                *why ? ": " : "", why);
+      json_object_object_add (st, "Error", json_object_new_string (msg));
+      json_object_object_add (st, "ShimSilentMs", json_object_new_int64 (silent));
+    }
   json_object_object_add (o, "State", st);
   if (r == 0)
     protobuf_c_message_free_unpacked (resp, NULL);

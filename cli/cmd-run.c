@@ -1425,7 +1425,11 @@ exec_run (struct cli *cli, int argc, char **argv)
     return ret;
   pb_process *p = NULL;
   int r = task_get (cli, ref.c->id, NULL, &tresp, &p, &err);
-  if (r < 0 || p->status != CONTAINERD__V1__TYPES__STATUS__RUNNING)
+  /* A task whose shim is not answering may well be running: let the
+   * daemon try, and say which shim did not answer. */
+  if (r < 0
+      || (p->status != CONTAINERD__V1__TYPES__STATUS__RUNNING
+          && !(p->status == CONTAINERD__V1__TYPES__STATUS__UNKNOWN && ctr_shim_silent (p, NULL, NULL, 0))))
     {
       if (r < 0 && r != BERTH_E_NOTFOUND)
         cli_call_failed (cli, err, "exec in %s", argv[optind]);

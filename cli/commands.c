@@ -22,11 +22,13 @@ extern const struct cli_group cli_group_run;
 extern const struct cli_group cli_group_start;
 extern const struct cli_group cli_group_stats;
 extern const struct cli_group cli_group_stop;
+extern const struct cli_group cli_group_system;
 extern const struct cli_group cli_group_tasks;
 extern const struct cli_group cli_group_top;
 extern const struct cli_group cli_group_unpause;
 extern const struct cli_group cli_group_wait;
 extern const struct cli_group cli_group_content;
+extern const struct cli_group cli_group_fsck;
 extern const struct cli_group cli_group_gc;
 extern const struct cli_group cli_group_images;
 extern const struct cli_group cli_group_leases;
@@ -46,6 +48,7 @@ const struct cli_group *const cli_groups[] = {
   &cli_group_content,
   &cli_group_create,
   &cli_group_exec,
+  &cli_group_fsck,
   &cli_group_gc,
   &cli_group_images,
   &cli_group_inspect,
@@ -67,6 +70,7 @@ const struct cli_group *const cli_groups[] = {
   &cli_group_start,
   &cli_group_stats,
   &cli_group_stop,
+  &cli_group_system,
   &cli_group_tag,
   &cli_group_tasks,
   &cli_group_top,

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cleanup.h"
 #include "ctr.h"
 #include "helpers.h"
@@ -335,6 +337,45 @@ started_age (const pb_container *c, const pb_process *p, time_t now)
   return ts_age (c->created_at, now);
 }
 
+bool
+ctr_shim_silent (const pb_process *p, int64_t *ret_silent_ms, char *ret_why, size_t why_len)
+{
+  for (unsigned i = 0; p && i < p->base.n_unknown_fields; i++)
+    {
+      const ProtobufCMessageUnknownField *f = &p->base.unknown_fields[i];
+      if (f->tag != 1000 || f->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED || f->len > 4096)
+        continue;
+      /* protobuf-c keeps a length-delimited field with its length prefix */
+      size_t off = 0, len = 0;
+      for (int shift = 0; off < f->len && shift < 35; shift += 7)
+        {
+          len |= (size_t)(f->data[off] & 0x7f) << shift;
+          if ((f->data[off++] & 0x80) == 0)
+            break;
+        }
+      if (len > f->len - off)
+        continue;
+      json_tokener *tok = json_tokener_new ();
+      json_object *o = tok ? json_tokener_parse_ex (tok, (const char *)f->data + off, (int)len) : NULL;
+      if (tok)
+        json_tokener_free (tok);
+      json_object *v;
+      bool silent = json_object_is_type (o, json_type_object) && json_object_object_get_ex (o, "answering", &v)
+                    && json_object_is_type (v, json_type_boolean) && !json_object_get_boolean (v);
+      if (silent && ret_silent_ms)
+        *ret_silent_ms = json_object_object_get_ex (o, "silent_ms", &v) ? json_object_get_int64 (v) : 0;
+      if (silent && ret_why && why_len)
+        snprintf (ret_why, why_len, "%s",
+                  json_object_object_get_ex (o, "error", &v) && json_object_is_type (v, json_type_string)
+                      ? json_object_get_string (v)
+                      : "");
+      json_object_put (o);
+      if (silent)
+        return true;
+    }
+  return false;
+}
+
 const char *
 ctr_status (const pb_container *c, const pb_process *p, time_t now, char *buf, const char **state)
 {
@@ -361,9 +402,16 @@ ctr_status (const pb_container *c, const pb_process *p, time_t now, char *buf, c
                   human_duration (ts_age (p->exited_at, now), d, sizeof d));
         break;
       default:
-        st = "unknown";
-        snprintf (buf, 64, "Unknown");
-        break;
+        {
+          int64_t silent = 0;
+          st = "unknown";
+          if (ctr_shim_silent (p, &silent, NULL, 0))
+            snprintf (buf, 64, "Unknown (shim not answering for %s)",
+                      human_duration ((double)silent / 1000, d, sizeof d));
+          else
+            snprintf (buf, 64, "Unknown");
+          break;
+        }
       }
   if (state)
     *state = st;

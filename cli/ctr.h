@@ -92,6 +92,10 @@ int task_stop (struct cli *cli, const char *id, long timeout_s, berth_error **er
 /* "Up 3 seconds", "Exited (0) 2 seconds ago", "Created", "Paused" into buf
  * (>= 64 bytes); p NULL means no task.  state gets docker's State.Status. */
 const char *ctr_status (const pb_container *c, const pb_process *p, time_t now, char *buf, const char **state);
+/* When berthd says p's shim is not answering (the Process extension field
+ * 1000, docs/design-notes.md "A frozen shim"): true, with how long it has
+ * been silent and the runtime's error (may be NULL). */
+bool ctr_shim_silent (const pb_process *p, int64_t *ret_silent_ms, char *ret_why, size_t why_len);
 /* "3 seconds", "About a minute" (docker's HumanDuration). */
 const char *human_duration (double seconds, char *buf, size_t len);
 

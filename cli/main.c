@@ -280,7 +280,10 @@ print_main_usage (FILE *f)
       print_aliases (f, (*g)->aliases);
       fputc ('\n', f);
     }
-  fputs ("\nRun 'berth COMMAND --help' for more information on a command.\n", f);
+  fputs ("\nRun 'berth COMMAND --help' for more information on a command.\n"
+         "berth talks only to a socket owned by root or by you, served by such a process;\n"
+         "BERTH_SOCKET_TRUST_UID=N also trusts uid N (e.g. a daemon seen through a user namespace).\n",
+         f);
 }
 
 static void

@@ -122,6 +122,120 @@ parse_field (struct parser *p, char **ret, berth_error **err)
   return *ret ? 0 : BERTH_E_NOMEM;
 }
 
+/* glibc's regcomp copies a subexpression once per repetition (x+ becomes
+ * xx*, x{n} n copies, and so on down nested groups), so a short hostile
+ * filter asks for gigabytes ("id~=a" and 80 `+`), and stacked quantifiers
+ * make its epsilon closures take minutes ("m++++++++~+=++?+++..."): both
+ * found by tests/fuzz/fuzz-filters.  containerd's Go regexp refuses such
+ * expressions (nested repetition operator, repeat count over 1000, program
+ * too large) and has no backreferences, whose matching can take exponential
+ * time in glibc.  So refuse a quantifier right after another (POSIX leaves
+ * it undefined; one `?` is let through, as Go's lazy `*?` reads), `\1`..`\9`,
+ * a nesting past RE_MAX_DEPTH, and a compiled tree estimated (an upper bound:
+ * each byte a node, each repetition a copy) past RE_MAX_NODES.
+ * Returns NULL or why the expression is refused. */
+#define RE_MAX_NODES 20000
+#define RE_MAX_DEPTH 32
+
+static const char *
+regex_refusal (const char *re)
+{
+  size_t total[RE_MAX_DEPTH + 1], last[RE_MAX_DEPTH + 1];
+  int d = 0, prev_quant = 0; /* quantifiers just seen in a row */
+  total[0] = last[0] = 0;
+  for (const char *q = re; *q; q++)
+    {
+      size_t atom = 1, factor = 0;
+      switch (*q)
+        {
+        case '\\':
+          if (q[1] >= '1' && q[1] <= '9')
+            return "backreferences are not supported";
+          if (q[1])
+            q++;
+          break;
+        case '[':
+          q++;
+          if (*q == '^')
+            q++;
+          if (*q == ']')
+            q++;
+          for (; *q && *q != ']'; q++)
+            if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '='))
+              {
+                const char *e = q + 2;
+                while (*e && !(e[0] == q[1] && e[1] == ']'))
+                  e++;
+                if (*e == '\0')
+                  return NULL; /* unterminated: regcomp says so */
+                q = e + 1;
+              }
+          if (*q == '\0')
+            return NULL;
+          break;
+        case '(':
+          if (++d > RE_MAX_DEPTH)
+            return "too deeply nested";
+          total[d] = last[d] = 0;
+          prev_quant = 0;
+          continue;
+        case ')':
+          if (d == 0)
+            break;
+          atom = total[d] + 1;
+          d--;
+          break;
+        case '|':
+          last[d] = 0;
+          prev_quant = 0;
+          continue;
+        case '*':
+        case '?':
+          factor = 1;
+          break;
+        case '+':
+          factor = 2;
+          break;
+        case '{':
+          if (isdigit ((unsigned char) q[1]))
+            {
+              char *e;
+              unsigned long m = strtoul (q + 1, &e, 10), n = m;
+              if (*e == ',' && isdigit ((unsigned char) e[1]))
+                n = strtoul (e + 1, &e, 10);
+              else if (*e == ',')
+                e++, n = m + 1;
+              if (*e == '}')
+                {
+                  if (m > 1000 || n > 1000)
+                    return "a repeat count is over 1000";
+                  factor = (m > n ? m : n) + 1;
+                  q = e;
+                }
+            }
+          break;
+        }
+      if (factor && prev_quant && !(*q == '?' && prev_quant == 1))
+        return "a repetition of a repetition (nested repetition operator)";
+      prev_quant = factor ? prev_quant + 1 : 0;
+      if (factor)
+        {
+          /* the last atom, repeated: its copies replace it */
+          size_t grown = last[d] * factor + 1;
+          total[d] += grown - last[d];
+          last[d] = grown;
+        }
+      else
+        {
+          total[d] += atom;
+          last[d] = atom;
+        }
+      if (total[d] > RE_MAX_NODES || last[d] > RE_MAX_NODES)
+        return "too large once compiled";
+    }
+  return NULL;
+}
+
 static int
 parse_selector (struct parser *p, struct selector *sel, berth_error **err)
 {
@@ -183,6 +297,10 @@ parse_selector (struct parser *p, struct selector *sel, berth_error **err)
     return r;
   if (sel->op == OP_MATCH)
     {
+      const char *why = regex_refusal (sel->value);
+      if (why)
+        return berth_error_set (err, BERTH_E_INVALID, 0, "filter `%s`: regular expression `%s`: %s", p->text,
+                                sel->value, why);
       if (regcomp (&sel->re, sel->value, REG_EXTENDED | REG_NOSUB) != 0)
         return perr (p, err, "invalid regular expression");
       sel->has_re = true;

@@ -1,12 +1,19 @@
 /* Mark-and-sweep GC of content (see gc.h for the rules and the contract). */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <berth/failpoint.h>
 
 #include "cleanup.h"
 #include "gc.h"
@@ -21,6 +28,37 @@
 #define WHY_CONTENT "unreferenced: no image, lease or gc.ref label points at it"
 #define WHY_BLOB "no namespace has a content record for it"
 #define WHY_SNAPSHOT "unreferenced: no lease, gc.root label, gc.ref.snapshot label or child snapshot points at it"
+
+static char instance[33];
+static pthread_once_t instance_once = PTHREAD_ONCE_INIT;
+
+static void
+instance_init (void)
+{
+  unsigned char rnd[16] = { 0 };
+  FILE *f = fopen ("/dev/urandom", "re");
+  size_t n = f ? fread (rnd, 1, sizeof rnd, f) : 0;
+  if (f)
+    fclose (f);
+  if (n != sizeof rnd)
+    {
+      /* No urandom: the time and pid still differ from any earlier daemon's. */
+      struct timespec ts;
+      clock_gettime (CLOCK_REALTIME, &ts);
+      snprintf (instance, sizeof instance, "%016llx%08x%08x", (unsigned long long) ts.tv_sec, (unsigned) ts.tv_nsec,
+                (unsigned) getpid ());
+      return;
+    }
+  for (size_t i = 0; i < sizeof rnd; i++)
+    snprintf (instance + 2 * i, 3, "%02x", rnd[i]);
+}
+
+const char *
+gc_instance (void)
+{
+  pthread_once (&instance_once, instance_init);
+  return instance;
+}
 
 const char *
 gc_kind_name (enum gc_kind k)
@@ -334,6 +372,15 @@ graph_add_snap_root (struct ns_graph *g, const char *sn, size_t snlen, const cha
   return g->roots[g->nroots - 1].snapshotter ? 0 : BERTH_E_NOMEM;
 }
 
+/* A snapshot that a pull of an earlier daemon process prepared and never
+ * committed (see GC_LABEL_PULL_INSTANCE): nobody will finish it. */
+static bool
+dead_pull_extract (const struct meta_lease *l, const char *key)
+{
+  const char *inst = labels_get (&l->labels, GC_LABEL_PULL_INSTANCE);
+  return inst && strcmp (inst, gc_instance ()) != 0 && strncmp (key, "extract-", 8) == 0;
+}
+
 static int
 graph_load (meta *m, const char *ns, int64_t now, struct ns_graph *g, berth_error **err)
 {
@@ -422,6 +469,8 @@ graph_load (meta *m, const char *ns, int64_t now, struct ns_graph *g, berth_erro
     for (size_t j = 0; r == 0 && !g->expired[i] && j < g->nres[i]; j++)
       if (strcmp (g->res[i][j].type, "content") == 0)
         r = graph_add_root (g, g->res[i][j].id, NULL, "lease %s", g->leases[i].id);
+      else if (strncmp (g->res[i][j].type, "snapshots/", 10) == 0 && dead_pull_extract (&g->leases[i], g->res[i][j].id))
+        continue; /* half made by a pull that died with an earlier daemon */
       else if (strncmp (g->res[i][j].type, "snapshots/", 10) == 0)
         r = graph_add_snap_root (g, g->res[i][j].type + 10, strlen (g->res[i][j].type + 10), g->res[i][j].id, NULL,
                                  "lease %s", g->leases[i].id);
@@ -577,6 +626,7 @@ sweep_snapshots (meta *m, const struct ns_graph *g, const struct walk *w, bool d
             continue;
           if (!dry_run)
             {
+              BERTH_FAILPOINT ("gc-sweep-snapshot");
               _cleanup_error_ berth_error *e = NULL;
               int rr = meta_snapshot_remove (m, g->ns, s->snapshotter, s->key, NULL, &e);
               if (rr < 0 && rr != BERTH_E_NOTFOUND)
@@ -625,6 +675,8 @@ collect_ns (meta *m, const char *ns, bool sweep, bool dry_run, int64_t now, stru
           continue;
         }
       if (!dry_run)
+        BERTH_FAILPOINT ("gc-sweep-content");
+      if (!dry_run)
         r = meta_content_delete (m, ns, g.recs[i].digest, err);
       if (r == 0)
         r = report_add (rep, GC_CONTENT, ns, g.recs[i].digest, g.recs[i].size, WHY_CONTENT, err);
@@ -662,6 +714,7 @@ gc_collect (meta *m, plugin *store, const char *ns, bool dry_run, int64_t now, s
             continue;
           if (!dry_run)
             {
+              BERTH_FAILPOINT ("gc-sweep-blob");
               _cleanup_error_ berth_error *e = NULL;
               int rd = content_delete (store, &ctx, blobs.v[i].digest, &e);
               if (rd == BERTH_E_NOTFOUND)
@@ -851,6 +904,43 @@ gc_content_store (struct daemon *d, plugin **ret, berth_error **err)
   return 0;
 }
 
+static int
+rm_entry (const char *path, const struct stat *st, int type, struct FTW *f)
+{
+  (void) st;
+  (void) f;
+  return (type == FTW_DP ? rmdir (path) : unlink (path)) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Remove the pull staging trees of earlier daemon processes
+ * (<root>/io.berth.unpack/<instance>/<lease>-<layer>); ours are removed by
+ * the pulls themselves.  Best effort: a failure is logged and retried at
+ * the next run. */
+static void
+sweep_staging (const char *root)
+{
+  _cleanup_free_ char *dir = NULL;
+  if (root == NULL || asprintf (&dir, "%s/" GC_STAGING_DIR, root) < 0)
+    return;
+  DIR *dp = opendir (dir);
+  if (dp == NULL)
+    return;
+  struct dirent *e;
+  while ((e = readdir (dp)) != NULL)
+    {
+      if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0 || strcmp (e->d_name, gc_instance ()) == 0)
+        continue;
+      _cleanup_free_ char *path = NULL;
+      if (asprintf (&path, "%s/%s", dir, e->d_name) < 0)
+        break;
+      if (nftw (path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 && errno != ENOENT)
+        log_warning ("gc: removing the staging tree %s of an earlier daemon: %s", path, strerror (errno));
+      else
+        log_info ("gc: removed the staging tree %s of a pull that died with an earlier daemon", path);
+    }
+  closedir (dp);
+}
+
 int
 gc_run (struct daemon *d, const char *ns, bool dry_run, struct gc_report *ret, berth_error **err)
 {
@@ -871,6 +961,8 @@ gc_run (struct daemon *d, const char *ns, bool dry_run, struct gc_report *ret, b
       r = snaps_sweep_backend (d->meta, p, dry_run, NULL, err);
     }
   snaps_unlock_exclusive ();
+  if (r == 0 && !dry_run && d->cfg)
+    sweep_staging (d->cfg->root);
   return r;
 }
 

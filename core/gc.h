@@ -39,6 +39,22 @@
 #include "registry.h"
 
 #define GC_DEBOUNCE_MS 100
+
+/* A daemon-side pull labels its lease with the id of the daemon process
+ * that runs it (gc_instance; not a content-only fetch).  A lease with
+ * another id belongs to a pull that died with an earlier daemon (a crash
+ * or a restart mid-pull): GC no longer counts the half-made snapshots it
+ * holds (keys "extract-<lease>-...") as roots, so they go at the next run
+ * (one of them may name a backend snapshot the plugin had already
+ * committed under another name).  Its content stays held until the lease
+ * expires, so that the pull's next try does not fetch it again.  gc_run
+ * also removes the staging trees of such pulls
+ * (<root>/io.berth.unpack/<instance>/, every instance but ours). */
+#define GC_LABEL_PULL_INSTANCE "io.berth.pull.instance"
+#define GC_STAGING_DIR "io.berth.unpack"
+
+/* This process's instance id: 32 hex digits, random, made once; thread-safe. */
+const char *gc_instance (void);
 #define GC_PERIOD_MS (10 * 60 * 1000)
 
 enum gc_kind

@@ -22,9 +22,17 @@
 #include "gc.h"
 #include "daemon.h"
 #include "events.h"
+#include "fsck.h"
 #include "log.h"
 #include "sd-notify.h"
 #include "tasks.h"
+
+/* The gRPC server's own lines (connection cap, slow clients). */
+static void
+grpc_log_line (const char *line)
+{
+  log_warning ("%s", line);
+}
 
 struct options
 {
@@ -429,6 +437,8 @@ run_daemon (struct options *o)
   chmod (cfg->root, 0700);
   if (load_uuid (cfg->root, d->uuid, sizeof d->uuid, &err) < 0)
     goto out;
+  /* Quarantine an unreadable meta.db and broken task state before they are read. */
+  fsck_startup_files (cfg->root, cfg->state);
   if (asprintf (&meta_path, "%s/meta.db", cfg->root) < 0)
     goto out;
   if (meta_open (meta_path, &d->meta, &err) < 0)
@@ -455,6 +465,15 @@ run_daemon (struct options *o)
       goto out;
     }
   grpc_server_set_max_recv (d->server, (size_t) cfg->grpc.max_recv_message_size); /* range checked above */
+  struct grpc_limits lim;
+  grpc_limits_default (&lim);
+  lim.max_connections = (unsigned) cfg->grpc.max_connections;
+  lim.max_streams = (unsigned) cfg->grpc.max_concurrent_streams;
+  lim.max_conn_buffer = (size_t) cfg->grpc.max_connection_buffer;
+  lim.request_timeout_ms = (unsigned) cfg->grpc.request_timeout * 1000u;
+  lim.idle_timeout_ms = (unsigned) cfg->grpc.idle_timeout * 1000u;
+  lim.log = grpc_log_line;
+  grpc_server_set_limits (d->server, &lim); /* ranges checked by the config loader */
   d->events = events_new (d);
   if (d->events == NULL)
     {
@@ -469,12 +488,15 @@ run_daemon (struct options *o)
   if (service_content_register (d, &err) < 0 || service_images_register (d, &err) < 0
       || service_leases_register (d, &err) < 0 || service_pull_register (d, &err) < 0
       || service_gc_register (d, &err) < 0 || service_snapshots_register (d, &err) < 0
-      || service_diff_register (d, &err) < 0 || gc_start (d, &err) < 0)
+      || service_diff_register (d, &err) < 0 || service_system_register (d, &err) < 0
+      || gc_start (d, &err) < 0)
     goto out;
   if (tasks_new (d, &d->tasks, &err) < 0 || service_containers_register (d, &err) < 0
       || service_tasks_register (d, &err) < 0)
     goto out;
   atomic_store (&publish_tasks, d->tasks);
+  /* Metadata against the plugins' data: quarantine what does not match. */
+  fsck_startup_store (d);
   /* Reconnect to the tasks that outlived the last berthd before serving. */
   tasks_recover (d->tasks);
   if (listen_api (&rt, &err) < 0)

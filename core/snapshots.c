@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <berth/failpoint.h>
+
 #include "cleanup.h"
 #include "host-objects.h"
 #include "plugin-calls.h"
@@ -139,6 +141,7 @@ snaps_create (const struct snaps *s, const char *key, const char *parent, const 
   mounts_clear (&scratch);
   if (r < 0)
     return r;
+  BERTH_FAILPOINT ("snapshot-prepare-before-record");
 
   struct meta_snapshot rec = {
     .snapshotter = (char *) s->snapshotter,
@@ -202,6 +205,7 @@ snaps_commit (const struct snaps *s, const char *name, const char *key, const be
   r = snapshotter_commit (s->p, &ctx, bname, bkey, &inh, err);
   if (r < 0)
     return r;
+  BERTH_FAILPOINT ("snapshot-commit-before-record");
   r = meta_snapshot_commit (s->m, s->ns, s->snapshotter, name, key, bname, labels, s->lease, err);
   if (r < 0)
     {
@@ -221,6 +225,7 @@ snaps_remove (const struct snaps *s, const char *key, berth_error **err)
   int r = meta_snapshot_remove (s->m, s->ns, s->snapshotter, key, &bkey, err);
   if (r < 0)
     return r;
+  BERTH_FAILPOINT ("snapshot-remove-before-plugin");
   /* The record is gone, which is what the client asked; if the plugin
    * cannot drop the data now, GC's backend sweep retries. */
   berth_ctx ctx;
@@ -330,6 +335,7 @@ snaps_sweep_backend (meta *m, plugin *p, bool dry_run, size_t *ret_removed, bert
             continue;
           if (!dry_run)
             {
+              BERTH_FAILPOINT ("gc-sweep-backend");
               _cleanup_error_ berth_error *e = NULL;
               int rr = snapshotter_remove (p, &ctx, bl.v[i].name, &e);
               if (rr < 0 && rr != BERTH_E_NOTFOUND)
@@ -340,7 +346,11 @@ snaps_sweep_backend (meta *m, plugin *p, bool dry_run, size_t *ret_removed, bert
           progress = true;
         }
     }
-  if (r == 0 && removed > 0 && !dry_run)
+  /* Cleanup every time, not only after a removal here: a directory the
+   * plugin was removing or creating when the daemon died (overlayfs's
+   * rm-<id>, new-XXXXXX) has no snapshot to remove, and only cleanup
+   * reclaims it (found by tests/faults/powerloss.sh). */
+  if (r == 0 && !dry_run)
     {
       _cleanup_error_ berth_error *e = NULL;
       int rc = snapshotter_cleanup (p, &ctx, &e);

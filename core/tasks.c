@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <berth/failpoint.h>
 
 #include "cleanup.h"
 #include "events.h"
@@ -32,6 +34,25 @@
 #define RUNC_OPTIONS_TYPE "containerd.runc.v1.Options"
 #define MAX_ETC_FILE (1 << 20)
 
+/* What the core knows of a task's init process without asking its shim:
+ * List and Get answer from here, so that a shim that does not answer costs
+ * nobody but the callers that need that shim (docs/design-notes.md, "A
+ * frozen shim").  Updated by the calls that reach the shim (create, start,
+ * pause, resume, wait, and any call's success or deadline), by the exit
+ * events of the runtime plugin, and by the refresher's probes.  Under
+ * tasks->lock. */
+struct task_cache
+{
+  struct berth_process_state st; /* status, pid, exit status/time, io */
+  uint64_t gen;                  /* bumped by every update of st */
+  int64_t answered_ms;           /* CLOCK_MONOTONIC of the shim's last answer */
+  int64_t answered_ns;           /* the same, CLOCK_REALTIME, for display */
+  bool stuck;                    /* the last probe or call missed its deadline */
+  bool probing;                  /* a probe is in flight */
+  int calls;                     /* API calls waiting for the shim (call_begin) */
+  char why[256];                 /* the runtime's error, when stuck */
+};
+
 struct task
 {
   char *ns;
@@ -41,7 +62,31 @@ struct task
   int refs;
   bool busy; /* being created or deleted */
   bool gone; /* removed from the table */
+  struct task_cache c;
   struct task *next;
+};
+
+/* One refresh round: PROBE_THREADS threads take the tasks in turn. */
+#define PROBE_THREADS 4
+/* A listing starts a round when the last one ended this long ago... */
+#define REFRESH_KICK_MS 2000
+/* ...and rounds run by themselves this often. */
+#define REFRESH_INTERVAL_MS 10000
+
+struct probe_round;
+struct probe_worker
+{
+  struct probe_round *pr;
+  berth_ctx ctx; /* cancelled by tasks_shutdown */
+};
+
+struct probe_round
+{
+  tasks *t;
+  struct task **v;
+  size_t n;
+  atomic_size_t next;
+  struct probe_worker w[PROBE_THREADS];
 };
 
 struct tasks
@@ -49,7 +94,19 @@ struct tasks
   struct daemon *d;
   pthread_mutex_t lock;
   struct task *list;
+
+  /* The refresher (tasks_recover starts it, tasks_shutdown stops it). */
+  pthread_cond_t cond;
+  pthread_t refresher;
+  bool refresher_started;
+  bool stopping;
+  bool kicked;
+  int64_t round_ended_ms;
+  struct probe_round *round; /* the round in progress, for tasks_shutdown */
 };
+
+static int64_t mono_ms (void);
+static int64_t real_ns (void);
 
 static void
 task_free (struct task *tk)
@@ -70,6 +127,11 @@ tasks_new (struct daemon *d, tasks **ret, berth_error **err)
     return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "tasks");
   t->d = d;
   pthread_mutex_init (&t->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&t->cond, &ca);
+  pthread_condattr_destroy (&ca);
   *ret = t;
   return 0;
 }
@@ -79,6 +141,8 @@ tasks_free (tasks *t)
 {
   if (t == NULL)
     return;
+  tasks_shutdown (t);
+  pthread_cond_destroy (&t->cond);
   for (struct task *tk = t->list, *n; tk; tk = n)
     {
       n = tk->next;
@@ -152,6 +216,9 @@ task_add (tasks *t, const char *ns, const char *id, plugin *rt, const char *bund
   tk->rt = rt;
   tk->busy = busy;
   tk->refs = 1;
+  tk->c.st.size = sizeof tk->c.st;
+  tk->c.answered_ms = mono_ms ();
+  tk->c.answered_ns = real_ns ();
   pthread_mutex_lock (&t->lock);
   tk->next = t->list;
   t->list = tk;
@@ -181,6 +248,151 @@ publish (tasks *t, const char *ns, const char *topic, const char *const *fields)
 {
   if (t->d->events)
     events_publish_fields (t->d->events, ns, topic, fields);
+}
+
+/* ---- the state cache ------------------------------------------------------ */
+
+static int64_t
+real_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+cache_answered_locked (struct task *tk)
+{
+  tk->c.answered_ms = mono_ms ();
+  tk->c.answered_ns = real_ns ();
+  tk->c.stuck = false;
+  tk->c.why[0] = '\0';
+}
+
+/* The shim answered: st (when not NULL) is its init process now. */
+static void
+cache_update (tasks *t, struct task *tk, const struct berth_process_state *st)
+{
+  pthread_mutex_lock (&t->lock);
+  if (st)
+    {
+      tk->c.st = *st;
+      tk->c.st.size = sizeof tk->c.st;
+      tk->c.gen++;
+    }
+  cache_answered_locked (tk);
+  pthread_mutex_unlock (&t->lock);
+}
+
+/* One field of the cached state changed (status, and pid when > 0). */
+static void
+cache_set_status (tasks *t, struct task *tk, uint32_t status, int32_t pid)
+{
+  pthread_mutex_lock (&t->lock);
+  /* An exit seen before start's answer came back stays: init runs once. */
+  if (tk->c.st.status != BERTH_TASK_STOPPED)
+    tk->c.st.status = status;
+  if (pid > 0)
+    tk->c.st.pid = pid;
+  tk->c.gen++;
+  cache_answered_locked (tk);
+  pthread_mutex_unlock (&t->lock);
+}
+
+/* init exited (an exit event, or a Wait that returned). */
+static void
+cache_set_exit (tasks *t, struct task *tk, uint32_t status, int64_t exited_at)
+{
+  pthread_mutex_lock (&t->lock);
+  tk->c.st.status = BERTH_TASK_STOPPED;
+  tk->c.st.exit_status = status;
+  tk->c.st.exited_at = exited_at;
+  tk->c.gen++;
+  cache_answered_locked (tk);
+  pthread_mutex_unlock (&t->lock);
+}
+
+/* The outcome of a call that tried to reach tk's shim: success proves it
+ * alive; a missed deadline marks it stuck until it answers again.  Other
+ * errors may come from the plugin without the shim being asked, and so say
+ * nothing either way. */
+static void
+cache_note_call (tasks *t, struct task *tk, int r, const berth_error *err)
+{
+  if (r == BERTH_E_DEADLINE)
+    {
+      pthread_mutex_lock (&t->lock);
+      tk->c.stuck = true;
+      snprintf (tk->c.why, sizeof tk->c.why, "%s", err ? berth_error_message (err) : "no answer in time");
+      pthread_mutex_unlock (&t->lock);
+    }
+  else if (r == 0)
+    cache_update (t, tk, NULL);
+}
+
+/* An API call is about to wait for tk's shim.  While the shim is stuck,
+ * one call at a time may wait for it (and fail after its deadline, naming
+ * the shim); the others are refused at once, so that clients retrying on a
+ * frozen container cannot hold every worker thread for a call deadline
+ * each.  call_end when the call returns. */
+static int
+call_begin (tasks *t, struct task *tk, berth_error **err)
+{
+  pthread_mutex_lock (&t->lock);
+  bool refuse = tk->c.stuck && tk->c.calls > 0;
+  int64_t silent = mono_ms () - tk->c.answered_ms;
+  char why[sizeof tk->c.why];
+  snprintf (why, sizeof why, "%s", tk->c.why);
+  if (!refuse)
+    tk->c.calls++;
+  pthread_mutex_unlock (&t->lock);
+  if (refuse)
+    return berth_error_set (err, BERTH_E_UNAVAILABLE, 0,
+                            "task %s: its shim has not answered for %" PRId64
+                            " s and another call to it is already waiting (%s)",
+                            tk->id, silent / 1000, why);
+  return 0;
+}
+
+static void
+call_end (tasks *t, struct task *tk)
+{
+  pthread_mutex_lock (&t->lock);
+  tk->c.calls--;
+  pthread_mutex_unlock (&t->lock);
+}
+
+/* Wake the refresher for a round, unless one ran less than REFRESH_KICK_MS
+ * ago or is running. */
+static void
+refresh_kick (tasks *t)
+{
+  pthread_mutex_lock (&t->lock);
+  if (t->refresher_started && !t->kicked && t->round == NULL && mono_ms () - t->round_ended_ms >= REFRESH_KICK_MS)
+    {
+      t->kicked = true;
+      pthread_cond_signal (&t->cond);
+    }
+  pthread_mutex_unlock (&t->lock);
+}
+
+/* The cached state of tk as List and Get give it: a stuck shim's task is
+ * UNKNOWN (as containerd reports a task whose shim misses the 2 s state
+ * deadline), with the pid last known. */
+static void
+cache_read_locked (const struct task *tk, struct berth_process_state *ret, struct task_health *ret_health)
+{
+  *ret = tk->c.st;
+  ret->size = sizeof *ret;
+  if (tk->c.stuck)
+    ret->status = BERTH_TASK_UNKNOWN;
+  if (ret_health)
+    {
+      ret_health->answering = !tk->c.stuck;
+      ret_health->last_answer_ns = tk->c.answered_ns;
+      ret_health->silent_ms = tk->c.stuck ? mono_ms () - tk->c.answered_ms : 0;
+      snprintf (ret_health->why, sizeof ret_health->why, "%s", tk->c.stuck ? tk->c.why : "");
+    }
 }
 
 /* ---- runtime selection ----------------------------------------------- */
@@ -836,6 +1048,7 @@ tasks_create (tasks *t, const struct task_create *req, char **ret_bundle, struct
     r = berth_error_set (err, berth_errcode_from_errno (-r), -r, "creating bundle %s", bundle);
   if (r == 0)
     r = prepare_bundle (t, req, &c, bundle, err);
+  BERTH_FAILPOINT ("task-create-after-mount");
   if (r == 0)
     r = log_path_of (t, ns, id, &log_path, err);
   if (r == 0)
@@ -873,10 +1086,11 @@ tasks_create (tasks *t, const struct task_create *req, char **ret_bundle, struct
     }
   else
     {
+      cache_update (t, tk, ret_state);
       pthread_mutex_lock (&t->lock);
       tk->busy = false;
       pthread_mutex_unlock (&t->lock);
-      task_put (t, tk);
+      /* task_add's reference is the table's: tasks_delete drops it. */
       char pid[16], term[4];
       snprintf (pid, sizeof pid, "%d", (int)ret_state->pid);
       snprintf (term, sizeof term, "%d", req->io.terminal ? 1 : 0);
@@ -919,9 +1133,19 @@ tasks_start (tasks *t, const char *ns, const char *id, const char *exec_id, int3
   int r = task_get (t, ns, id, &tk, err);
   if (r < 0)
     return r;
+  if ((r = call_begin (t, tk, err)) < 0)
+    {
+      task_put (t, tk);
+      return r;
+    }
   berth_ctx ctx;
   ctx_init (&ctx, ns, NULL);
   r = runtime_start (tk->rt, &ctx, id, is_init (exec_id) ? NULL : exec_id, ret_pid, err);
+  call_end (t, tk);
+  if (r == 0 && is_init (exec_id))
+    cache_set_status (t, tk, BERTH_TASK_RUNNING, *ret_pid);
+  else
+    cache_note_call (t, tk, r, *err);
   task_put (t, tk);
   if (r < 0)
     return r;
@@ -954,7 +1178,12 @@ tasks_delete (tasks *t, const char *ns, const char *id, const char *exec_id, str
       int r = task_get (t, ns, id, &tk, err);
       if (r < 0)
         return r;
-      r = runtime_delete (tk->rt, &ctx, id, exec_id, ret_exit, err);
+      if ((r = call_begin (t, tk, err)) == 0)
+        {
+          r = runtime_delete (tk->rt, &ctx, id, exec_id, ret_exit, err);
+          call_end (t, tk);
+          cache_note_call (t, tk, r, *err);
+        }
       task_put (t, tk);
       return r;
     }
@@ -973,6 +1202,7 @@ tasks_delete (tasks *t, const char *ns, const char *id, const char *exec_id, str
   int r = runtime_delete (tk->rt, &ctx, id, NULL, ret_exit, err);
   if (r < 0 && r != BERTH_E_NOTFOUND)
     {
+      cache_note_call (t, tk, r, *err);
       pthread_mutex_lock (&t->lock);
       tk->busy = false;
       pthread_mutex_unlock (&t->lock);
@@ -986,6 +1216,7 @@ tasks_delete (tasks *t, const char *ns, const char *id, const char *exec_id, str
       *err = NULL;
       r = 0;
     }
+  BERTH_FAILPOINT ("task-delete-before-bundle");
   _cleanup_error_ berth_error *e2 = NULL;
   if (bundle_remove (tk->bundle, &e2) < 0)
     log_warning ("task %s/%s: %s", ns, id, berth_error_message (e2));
@@ -1009,72 +1240,96 @@ tasks_state (tasks *t, const char *ns, const char *id, const char *exec_id, stru
   int r = task_get (t, ns, id, &tk, err);
   if (r < 0)
     return r;
+  if (is_init (exec_id))
+    {
+      pthread_mutex_lock (&t->lock);
+      cache_read_locked (tk, ret, NULL);
+      pthread_mutex_unlock (&t->lock);
+      task_put (t, tk);
+      refresh_kick (t);
+      return 0;
+    }
   berth_ctx ctx;
   ctx_init (&ctx, ns, NULL);
   ctx.deadline_ms = mono_ms () + t->d->cfg->runtime.state_timeout_ms;
   memset (ret, 0, sizeof *ret);
   ret->size = sizeof *ret;
-  r = runtime_state (tk->rt, &ctx, id, is_init (exec_id) ? NULL : exec_id, ret, err);
-  task_put (t, tk);
-  if (r < 0 && is_init (exec_id) && r != BERTH_E_NOTFOUND)
+  if ((r = call_begin (t, tk, err)) == 0)
     {
-      /* A stuck or dead shim: the task is there, its state is not known. */
-      log_warning ("task %s/%s: state: %s", ns, id, berth_error_message (*err));
-      berth_error_free (*err);
-      *err = NULL;
-      memset (ret, 0, sizeof *ret);
-      ret->status = BERTH_TASK_UNKNOWN;
-      return 0;
+      r = runtime_state (tk->rt, &ctx, id, exec_id, ret, err);
+      call_end (t, tk);
+      cache_note_call (t, tk, r, *err);
     }
+  task_put (t, tk);
   return r;
 }
 
+int
+tasks_health (tasks *t, const char *ns, const char *id, struct task_health *ret, berth_error **err)
+{
+  pthread_mutex_lock (&t->lock);
+  struct task *tk = id ? find_locked (t, ns, id) : NULL;
+  struct berth_process_state st;
+  if (tk)
+    cache_read_locked (tk, &st, ret);
+  pthread_mutex_unlock (&t->lock);
+  if (tk == NULL)
+    return berth_error_set (err, BERTH_E_NOTFOUND, 0, "task %s: not found", id ? id : "");
+  return 0;
+}
+
+struct list_entry
+{
+  char *id;
+  struct berth_process_state st;
+};
+
+/* A snapshot of the namespace's tasks taken under the lock (states from the
+ * cache), then handed to fn without it: no shim is asked. */
 static int
 list_tasks (tasks *t, const char *ns, bool with_state, tasks_list_fn fn, void *data, berth_error **err)
 {
-  /* Snapshot the ids, then ask each without holding the lock. */
-  char **ids = NULL;
-  size_t n = 0;
-  pthread_mutex_lock (&t->lock);
-  for (struct task *tk = t->list; tk; tk = tk->next)
-    if (!tk->busy && strcmp (tk->ns, ns) == 0)
-      {
-        char **v = realloc (ids, (n + 1) * sizeof *v);
-        if (v == NULL || (v[n] = strdup (tk->id)) == NULL)
-          {
-            ids = v ? v : ids;
-            break;
-          }
-        ids = v;
-        n++;
-      }
-  pthread_mutex_unlock (&t->lock);
+  struct list_entry *v = NULL;
+  size_t n = 0, cap = 0;
   int r = 0;
+  pthread_mutex_lock (&t->lock);
+  for (struct task *tk = t->list; tk && r == 0; tk = tk->next)
+    {
+      if (tk->busy || strcmp (tk->ns, ns) != 0)
+        continue;
+      if (n == cap)
+        {
+          size_t nc = cap ? cap * 2 : 16;
+          struct list_entry *nv = realloc (v, nc * sizeof *nv);
+          if (nv == NULL)
+            {
+              r = BERTH_E_NOMEM;
+              break;
+            }
+          v = nv;
+          cap = nc;
+        }
+      if ((v[n].id = strdup (tk->id)) == NULL)
+        {
+          r = BERTH_E_NOMEM;
+          break;
+        }
+      if (with_state)
+        cache_read_locked (tk, &v[n].st, NULL);
+      else
+        v[n].st = (struct berth_process_state){ .size = sizeof v[n].st, .status = BERTH_TASK_UNKNOWN };
+      n++;
+    }
+  pthread_mutex_unlock (&t->lock);
   for (size_t i = 0; i < n; i++)
     {
-      struct berth_process_state st;
-      _cleanup_error_ berth_error *e = NULL;
-      if (!with_state)
-        {
-          memset (&st, 0, sizeof st);
-          st.size = sizeof st;
-          st.status = BERTH_TASK_UNKNOWN;
-        }
-      else if (r == 0 && tasks_state (t, ns, ids[i], NULL, &st, &e) < 0)
-        {
-          /* The runtime lost it (a shim killed with SIGKILL): list it as
-           * UNKNOWN so that it can still be deleted. */
-          if (e && e->code != BERTH_E_NOTFOUND)
-            log_warning ("task %s/%s: state: %s", ns, ids[i], berth_error_message (e));
-          memset (&st, 0, sizeof st);
-          st.size = sizeof st;
-          st.status = BERTH_TASK_UNKNOWN;
-        }
-      if (r == 0 && tasks_exists (t, ns, ids[i]))
-        r = fn (ids[i], &st, data);
-      free (ids[i]);
+      if (r == 0)
+        r = fn (v[i].id, &v[i].st, data);
+      free (v[i].id);
     }
-  free (ids);
+  free (v);
+  if (with_state)
+    refresh_kick (t);
   if (r < 0)
     return berth_error_set (err, r, 0, "listing tasks");
   return 0;
@@ -1097,9 +1352,16 @@ tasks_list_ids (tasks *t, const char *ns, tasks_list_fn fn, void *data, berth_er
   int r = task_get (t, ns, id, &tk, err);                                                                              \
   if (r < 0)                                                                                                           \
     return r;                                                                                                          \
+  if ((r = call_begin (t, tk, err)) < 0)                                                                               \
+    {                                                                                                                  \
+      task_put (t, tk);                                                                                                \
+      return r;                                                                                                        \
+    }                                                                                                                  \
   berth_ctx ctx;                                                                                                       \
   ctx_init (&ctx, ns, NULL);                                                                                           \
   r = (expr);                                                                                                          \
+  call_end (t, tk);                                                                                                    \
+  cache_note_call (t, tk, r, *err);                                                                                    \
   task_put (t, tk);
 
 int
@@ -1143,7 +1405,24 @@ tasks_close_io (tasks *t, const char *ns, const char *id, const char *exec_id, b
 int
 tasks_pause (tasks *t, const char *ns, const char *id, bool pause, berth_error **err)
 {
-  SIMPLE_CALL (pause ? runtime_pause (tk->rt, &ctx, id, err) : runtime_resume (tk->rt, &ctx, id, err));
+  struct task *tk;
+  int r = task_get (t, ns, id, &tk, err);
+  if (r < 0)
+    return r;
+  if ((r = call_begin (t, tk, err)) < 0)
+    {
+      task_put (t, tk);
+      return r;
+    }
+  berth_ctx ctx;
+  ctx_init (&ctx, ns, NULL);
+  r = pause ? runtime_pause (tk->rt, &ctx, id, err) : runtime_resume (tk->rt, &ctx, id, err);
+  call_end (t, tk);
+  if (r == 0)
+    cache_set_status (t, tk, pause ? BERTH_TASK_PAUSED : BERTH_TASK_RUNNING, 0);
+  else
+    cache_note_call (t, tk, r, *err);
+  task_put (t, tk);
   if (r == 0)
     {
       const char *f[] = { "container_id", id, NULL };
@@ -1169,16 +1448,27 @@ tasks_update (tasks *t, const char *ns, const char *id, const char *resources_js
 int
 tasks_stats (tasks *t, const char *ns, const char *id, berth_buf *ret_json, berth_error **err)
 {
-  /* Bounded like State: a shim that does not answer must not hold the
-   * caller (Metrics skips such a task). */
+  /* A shim known not to answer is not asked (Metrics skips the task
+   * instead of waiting a call deadline per listing). */
   struct task *tk;
   int r = task_get (t, ns, id, &tk, err);
   if (r < 0)
     return r;
+  pthread_mutex_lock (&t->lock);
+  bool stuck = tk->c.stuck;
+  int64_t silent = mono_ms () - tk->c.answered_ms;
+  pthread_mutex_unlock (&t->lock);
+  if (stuck)
+    {
+      task_put (t, tk);
+      return berth_error_set (err, BERTH_E_UNAVAILABLE, 0, "task %s: its shim has not answered for %" PRId64 " s", id,
+                              silent / 1000);
+    }
   berth_ctx ctx;
   ctx_init (&ctx, ns, NULL);
   ctx.deadline_ms = mono_ms () + t->d->cfg->runtime.state_timeout_ms;
   r = runtime_stats (tk->rt, &ctx, id, ret_json, err);
+  cache_note_call (t, tk, r, *err);
   task_put (t, tk);
   return r;
 }
@@ -1195,6 +1485,8 @@ tasks_wait (tasks *t, berth_ctx *ctx, const char *id, const char *exec_id, struc
   memset (ret_exit, 0, sizeof *ret_exit);
   ret_exit->size = sizeof *ret_exit;
   r = runtime_wait (tk->rt, ctx, id, is_init (exec_id) ? NULL : exec_id, ret_exit, err);
+  if (r == 0 && is_init (exec_id))
+    cache_set_exit (t, tk, ret_exit->exit_status, ret_exit->exited_at);
   task_put (t, tk);
   return r;
 }
@@ -1207,7 +1499,219 @@ tasks_plugin_event (tasks *t, const char *ns, const char *topic, const char *con
   if (t == NULL || topic == NULL)
     return;
   log_debug ("event %s (namespace %s) from a runtime plugin", topic, ns ? ns : "-");
+  if (ns && strcmp (topic, "/tasks/exit") == 0)
+    {
+      /* An exit of init (id == container_id): the task is STOPPED. */
+      const char *cid = NULL, *pid = NULL, *status = NULL, *at = NULL, *eid = NULL;
+      for (const char *const *f = fields; f && f[0] && f[1]; f += 2)
+        {
+          if (strcmp (f[0], "container_id") == 0)
+            cid = f[1];
+          else if (strcmp (f[0], "id") == 0)
+            eid = f[1];
+          else if (strcmp (f[0], "pid") == 0)
+            pid = f[1];
+          else if (strcmp (f[0], "exit_status") == 0)
+            status = f[1];
+          else if (strcmp (f[0], "exited_at") == 0)
+            at = f[1];
+        }
+      struct task *tk = NULL;
+      if (cid && eid && strcmp (cid, eid) == 0 && task_get (t, ns, cid, &tk, NULL) == 0)
+        {
+          (void)pid;
+          cache_set_exit (t, tk, status ? (uint32_t)strtoul (status, NULL, 10) : 255,
+                          at ? strtoll (at, NULL, 10) : real_ns ());
+          task_put (t, tk);
+        }
+    }
   publish (t, ns, topic, fields);
+}
+
+/* ---- the refresher ----------------------------------------------------------
+ * One thread that runs refresh rounds: every task's shim is asked its state
+ * by PROBE_THREADS threads in parallel, each call within the state deadline.
+ * A shim that misses it is marked stuck (listed UNKNOWN, "not answering")
+ * without anybody waiting for it; the next answer (a probe, a call, an
+ * event) clears the mark.  A probe's answer replaces the cached state only
+ * if nothing else updated it meanwhile (an exit event is newer than a state
+ * the shim gave just before). */
+
+static void
+probe_one (tasks *t, struct task *tk, berth_ctx *ctx)
+{
+  pthread_mutex_lock (&t->lock);
+  uint64_t gen = tk->c.gen;
+  pthread_mutex_unlock (&t->lock);
+  int64_t started = mono_ms ();
+  int64_t limit = t->d->cfg->runtime.state_timeout_ms;
+  ctx->namespace = tk->ns;
+  ctx->deadline_ms = started + limit;
+  struct berth_process_state st = { .size = sizeof st };
+  _cleanup_error_ berth_error *e = NULL;
+  int r = runtime_state (tk->rt, ctx, tk->id, NULL, &st, &e);
+  pthread_mutex_lock (&t->lock);
+  tk->c.probing = false;
+  if (ctx_is_cancelled (ctx))
+    ; /* shutting down: what the probe saw says nothing */
+  else if ((r < 0 && r != BERTH_E_NOTFOUND) || (r == 0 && st.status == BERTH_TASK_UNKNOWN))
+    {
+      /* No answer (shimrt answers UNKNOWN for a shim that misses the
+       * deadline).  Unless the shim spoke meanwhile, it is stuck. */
+      if (tk->c.answered_ms <= started)
+        {
+          if (!tk->c.stuck)
+            log_warning ("task %s/%s: its shim is not answering (%s); listed as UNKNOWN until it does", tk->ns, tk->id,
+                         e ? berth_error_message (e) : "no answer to `state` in time");
+          tk->c.stuck = true;
+          if (e)
+            snprintf (tk->c.why, sizeof tk->c.why, "%s", berth_error_message (e));
+          else
+            snprintf (tk->c.why, sizeof tk->c.why, "no answer to `state` within %" PRId64 " ms", limit);
+        }
+    }
+  else if (r == BERTH_E_NOTFOUND)
+    {
+      /* The runtime lost it (its state is gone): UNKNOWN, so that it can
+       * still be deleted. */
+      tk->c.st.status = BERTH_TASK_UNKNOWN;
+      tk->c.gen++;
+    }
+  else
+    {
+      if (tk->c.stuck)
+        log_info ("task %s/%s: its shim answers again (silent for %" PRId64 " ms)", tk->ns, tk->id,
+                  mono_ms () - tk->c.answered_ms);
+      if (tk->c.gen == gen)
+        {
+          tk->c.st = st;
+          tk->c.st.size = sizeof tk->c.st;
+          tk->c.gen++;
+        }
+      cache_answered_locked (tk);
+    }
+  pthread_mutex_unlock (&t->lock);
+}
+
+static void *
+probe_thread (void *data)
+{
+  struct probe_worker *w = data;
+  struct probe_round *pr = w->pr;
+  for (size_t k; (k = atomic_fetch_add (&pr->next, 1)) < pr->n;)
+    if (!ctx_is_cancelled (&w->ctx))
+      probe_one (pr->t, pr->v[k], &w->ctx);
+  return NULL;
+}
+
+static void
+refresh_round (tasks *t)
+{
+  struct probe_round pr = { .t = t };
+  atomic_init (&pr.next, 0);
+  size_t cap = 0;
+  pthread_mutex_lock (&t->lock);
+  for (struct task *tk = t->list; tk; tk = tk->next)
+    cap++;
+  pr.v = calloc (cap ? cap : 1, sizeof *pr.v);
+  for (struct task *tk = t->list; pr.v && tk; tk = tk->next)
+    if (!tk->busy && !tk->c.probing && tk->c.st.status != BERTH_TASK_STOPPED)
+      {
+        tk->refs++;
+        tk->c.probing = true;
+        pr.v[pr.n++] = tk;
+      }
+  for (size_t i = 0; i < PROBE_THREADS; i++)
+    {
+      pr.w[i].pr = &pr;
+      ctx_init (&pr.w[i].ctx, NULL, NULL);
+    }
+  t->round = &pr;
+  pthread_mutex_unlock (&t->lock);
+
+  pthread_t th[PROBE_THREADS];
+  bool started[PROBE_THREADS] = { false };
+  size_t nth = pr.n < PROBE_THREADS ? pr.n : PROBE_THREADS;
+  sigset_t all, old;
+  sigfillset (&all);
+  pthread_sigmask (SIG_BLOCK, &all, &old);
+  for (size_t i = 1; i < nth; i++)
+    started[i] = pthread_create (&th[i], NULL, probe_thread, &pr.w[i]) == 0;
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  if (nth > 0)
+    probe_thread (&pr.w[0]); /* this thread is one of them, and takes over what a failed create left */
+  for (size_t i = 1; i < nth; i++)
+    if (started[i])
+      pthread_join (th[i], NULL);
+
+  pthread_mutex_lock (&t->lock);
+  t->round = NULL;
+  t->round_ended_ms = mono_ms ();
+  for (size_t i = 0; i < pr.n; i++)
+    pr.v[i]->c.probing = false; /* those a cancelled round skipped */
+  pthread_mutex_unlock (&t->lock);
+  for (size_t i = 0; i < pr.n; i++)
+    task_put (t, pr.v[i]);
+  free (pr.v);
+}
+
+static void *
+refresher_main (void *data)
+{
+  tasks *t = data;
+  pthread_mutex_lock (&t->lock);
+  for (;;)
+    {
+      int64_t due = t->round_ended_ms + REFRESH_INTERVAL_MS;
+      while (!t->stopping && !t->kicked && mono_ms () < due)
+        {
+          int64_t ms = due;
+          struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+          pthread_cond_timedwait (&t->cond, &t->lock, &ts);
+        }
+      if (t->stopping)
+        break;
+      t->kicked = false;
+      pthread_mutex_unlock (&t->lock);
+      refresh_round (t);
+      pthread_mutex_lock (&t->lock);
+    }
+  pthread_mutex_unlock (&t->lock);
+  return NULL;
+}
+
+static void
+refresher_start (tasks *t)
+{
+  sigset_t all, old;
+  sigfillset (&all);
+  pthread_sigmask (SIG_BLOCK, &all, &old);
+  pthread_mutex_lock (&t->lock);
+  t->round_ended_ms = mono_ms ();
+  int e = pthread_create (&t->refresher, NULL, refresher_main, t);
+  t->refresher_started = e == 0;
+  pthread_mutex_unlock (&t->lock);
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  if (e != 0)
+    log_warning ("tasks: cannot start the state refresher (%s); states come from events and calls only", strerror (e));
+}
+
+void
+tasks_shutdown (tasks *t)
+{
+  if (t == NULL)
+    return;
+  pthread_mutex_lock (&t->lock);
+  bool started = t->refresher_started;
+  t->refresher_started = false;
+  t->stopping = true;
+  if (t->round)
+    for (size_t i = 0; i < PROBE_THREADS; i++)
+      atomic_store (&t->round->w[i].ctx.cancelled, 1);
+  pthread_cond_broadcast (&t->cond);
+  pthread_mutex_unlock (&t->lock);
+  if (started)
+    pthread_join (t->refresher, NULL);
 }
 
 /* ---- recovery -------------------------------------------------------------- */
@@ -1237,6 +1741,20 @@ recover_one (const char *ns, const char *id, const struct berth_process_state *s
           return 0;
         }
       struct task *tk = task_add (t, ns, id, rc->rt, bundle, false);
+      if (tk)
+        {
+          pthread_mutex_lock (&t->lock);
+          /* The plugin's struct may be an older, shorter one. */
+          size_t len = st->size < sizeof tk->c.st ? st->size : sizeof tk->c.st;
+          memcpy (&tk->c.st, st, len);
+          tk->c.st.size = sizeof tk->c.st;
+          if (st->status == BERTH_TASK_UNKNOWN)
+            {
+              tk->c.stuck = true;
+              snprintf (tk->c.why, sizeof tk->c.why, "no answer to `state` at start-up");
+            }
+          pthread_mutex_unlock (&t->lock);
+        }
       if (tk)
         log_info ("task %s/%s: reconnected (%s, pid %d, status %u)", ns, id, rc->rt->full_name, (int)st->pid,
                   st->status);
@@ -1304,4 +1822,5 @@ tasks_recover (tasks *t)
     }
   if (nsd)
     closedir (nsd);
+  refresher_start (t);
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -454,6 +455,60 @@ connect_error (const char *path, int errnum, berth_error **err)
   return berth_error_set (err, code, errnum, "cannot connect to %s", path);
 }
 
+/* BERTH_SOCKET_TRUST_UID=N: also talk to a server running as uid N.  The
+ * escape hatch for the two honest cases the owner check below refuses: a
+ * root daemon's socket bind-mounted into a user namespace (its owner reads
+ * as the overflow uid, 65534) and a rootless daemon of another account.
+ * It names one uid rather than switching the check off. */
+static int
+trusted_extra_uid (uid_t *ret, berth_error **err)
+{
+  *ret = (uid_t) -1;
+  const char *s = getenv ("BERTH_SOCKET_TRUST_UID");
+  if (s == NULL || *s == '\0')
+    return 0;
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul (s, &end, 10);
+  if (errno != 0 || *end != '\0' || !isdigit ((unsigned char) *s) || v >= (unsigned long) (uid_t) -1)
+    return berth_error_set (err, BERTH_E_INVALID, 0, "BERTH_SOCKET_TRUST_UID=`%s' is not a uid", s);
+  *ret = (uid_t) v;
+  return 0;
+}
+
+/* Talk only to a server that root or we run: the socket file must be owned
+ * by root or our euid, and so must the process listening on it
+ * (SO_PEERCRED; the file check alone could race with a rename).  Someone
+ * else's socket at our path would otherwise receive registry credentials
+ * (pull --user) and answer with whatever it likes. */
+static int
+check_server_owner (int fd, const char *path, berth_error **err)
+{
+  uid_t extra;
+  int r = trusted_extra_uid (&extra, err);
+  if (r < 0)
+    return r;
+  uid_t me = geteuid ();
+  struct stat st;
+  if (stat (path, &st) < 0)
+    return connect_error (path, errno, err);
+  if (st.st_uid != 0 && st.st_uid != me && st.st_uid != extra)
+    return berth_error_set (err, BERTH_E_PERMISSION, 0,
+                            "refusing to talk to %s: the socket is owned by uid %u, not root or you (uid %u); "
+                            "if that daemon is yours, set BERTH_SOCKET_TRUST_UID=%u",
+                            path, (unsigned) st.st_uid, (unsigned) me, (unsigned) st.st_uid);
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt (fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return berth_error_set (err, berth_errcode_from_errno (errno), errno, "cannot read the credentials of %s", path);
+  if (cred.uid != 0 && cred.uid != me && cred.uid != extra)
+    return berth_error_set (err, BERTH_E_PERMISSION, 0,
+                            "refusing to talk to %s: it is served by pid %d running as uid %u, not root or you "
+                            "(uid %u); if that daemon is yours, set BERTH_SOCKET_TRUST_UID=%u",
+                            path, (int) cred.pid, (unsigned) cred.uid, (unsigned) me, (unsigned) cred.uid);
+  return 0;
+}
+
 int
 grpc_client_connect (const char *path, int timeout_ms, grpc_client **ret, berth_error **err)
 {
@@ -483,6 +538,9 @@ grpc_client_connect (const char *path, int timeout_ms, grpc_client **ret, berth_
       if (connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0 && errno != EISCONN)
         return connect_error (path, errno, err);
     }
+  r = check_server_owner (fd, path, err);
+  if (r < 0)
+    return r;
 
   _cleanup_(grpc_client_freep) grpc_client *c = calloc (1, sizeof *c);
   if (c == NULL)

@@ -51,7 +51,10 @@ struct grpc_client_md
  * Errors: BERTH_E_NOTFOUND (no such socket), BERTH_E_UNAVAILABLE (refused,
  * timed out), BERTH_E_PERMISSION, BERTH_E_INVALID (path too long); the
  * message reads "cannot connect to PATH: <strerror>" and err->errnum keeps
- * the errno so that a caller can add a hint ("is berthd running?"). */
+ * the errno so that a caller can add a hint ("is berthd running?").
+ * BERTH_E_PERMISSION also when the socket file or its listening process
+ * belongs to neither root nor the caller ("refusing to talk to PATH: ...");
+ * BERTH_SOCKET_TRUST_UID=N in the environment accepts uid N as well. */
 int grpc_client_connect (const char *path, int timeout_ms, grpc_client **ret, berth_error **err);
 /* Close the connection; calls still open are cancelled.  Accepts NULL. */
 void grpc_client_free (grpc_client *c);

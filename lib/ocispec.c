@@ -1203,6 +1203,95 @@ ocispec_seccomp_load (const char *path, json_object *caps, json_object **ret, be
   return 0;
 }
 
+/* The default profile is containers-common's (Podman's): it allows every
+ * container unshare(2), clone(2) with namespace flags, clone3 and keyctl.
+ * Docker's and containerd's defaults allow the first three only with
+ * CAP_SYS_ADMIN and the keyring calls never (the keyring is not
+ * namespaced; a user namespace opens kernel code meant for root to any
+ * process): berth's default follows them.  Rules naming these calls lose
+ * them; then keyctl, add_key, request_key (and without CAP_SYS_ADMIN
+ * unshare) answer EPERM, clone3 ENOSYS (libc falls back to clone) and clone
+ * is allowed only without CLONE_NEW* flags. */
+static void
+seccomp_harden_default (json_object *sc, json_object *caps)
+{
+  json_object *rules = NULL;
+  if (sc == NULL || !json_object_object_get_ex (sc, "syscalls", &rules) || rules == NULL)
+    return;
+  bool admin = jarr_has_str (caps, "CAP_SYS_ADMIN");
+  static const char *const keyring[] = { "keyctl", "add_key", "request_key", NULL };
+  static const char *const ns[] = { "unshare", "clone", "clone3", NULL };
+  json_object *out = json_object_new_array ();
+  for (size_t i = 0; i < json_object_array_length (rules); i++)
+    {
+      json_object *rule = json_object_array_get_idx (rules, i), *names = NULL, *action = NULL;
+      json_object_object_get_ex (rule, "names", &names);
+      json_object_object_get_ex (rule, "action", &action);
+      if (names == NULL || action == NULL || strcmp (json_object_get_string (action), "SCMP_ACT_ALLOW") != 0)
+        {
+          json_object_array_add (out, json_object_get (rule));
+          continue;
+        }
+      json_object *kept = json_object_new_array ();
+      for (size_t k = 0; k < json_object_array_length (names); k++)
+        {
+          json_object *n = json_object_array_get_idx (names, k);
+          const char *name = json_object_get_string (n);
+          bool drop = false;
+          for (size_t j = 0; keyring[j]; j++)
+            drop |= strcmp (name, keyring[j]) == 0;
+          for (size_t j = 0; !admin && ns[j]; j++)
+            drop |= strcmp (name, ns[j]) == 0;
+          if (!drop)
+            json_object_array_add (kept, json_object_get (n));
+        }
+      if (json_object_array_length (kept) == 0)
+        {
+          json_object_put (kept);
+          continue;
+        }
+      json_object *copy = json_object_new_object ();
+      json_object_object_foreach (rule, key, val)
+        jset (copy, key, strcmp (key, "names") == 0 ? json_object_get (kept) : json_object_get (val));
+      json_object_put (kept);
+      json_object_array_add (out, copy);
+    }
+
+  json_object *deny = json_object_new_object ();
+  json_object *dn = jstrs (keyring);
+  if (!admin)
+    json_object_array_add (dn, json_object_new_string ("unshare"));
+  jset (deny, "names", dn);
+  jset_str (deny, "action", "SCMP_ACT_ERRNO");
+  jset (deny, "errnoRet", json_object_new_uint64 (EPERM));
+  json_object_array_add (out, deny);
+  if (!admin)
+    {
+      static const char *const c3[] = { "clone3", NULL }, *const c[] = { "clone", NULL };
+      json_object *r3 = json_object_new_object ();
+      jset (r3, "names", jstrs (c3));
+      jset_str (r3, "action", "SCMP_ACT_ERRNO");
+      jset (r3, "errnoRet", json_object_new_uint64 (ENOSYS));
+      json_object_array_add (out, r3);
+      /* clone's flags are its first argument, except on s390 */
+      struct utsname u;
+      bool s390 = uname (&u) == 0 && strncmp (u.machine, "s390", 4) == 0;
+      json_object *arg = json_object_new_object ();
+      jset (arg, "index", json_object_new_uint64 (s390 ? 1 : 0));
+      jset (arg, "value", json_object_new_uint64 (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
+                                                  | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP));
+      jset_str (arg, "op", "SCMP_CMP_MASKED_EQ");
+      json_object *args = json_object_new_array ();
+      json_object_array_add (args, arg);
+      json_object *rc = json_object_new_object ();
+      jset (rc, "names", jstrs (c));
+      jset_str (rc, "action", "SCMP_ACT_ALLOW");
+      jset (rc, "args", args);
+      json_object_array_add (out, rc);
+    }
+  jset (sc, "syscalls", out);
+}
+
 /* ---- process ----------------------------------------------------------------- */
 
 static bool
@@ -1780,6 +1869,8 @@ build_linux (const struct ocispec_opts *o, bool host_net, json_object *caps, jso
                                       "golang-github-containers-common, or run with seccomp=unconfined)");
       if (r < 0)
         return r;
+      if (!(sc && *sc))
+        seccomp_harden_default (s, caps);
       if (s)
         jset (l, "seccomp", s);
     }

@@ -15,11 +15,13 @@ PACKAGES=(
   # seccomp profile (/usr/share/containers/seccomp.json), crun as a second
   # external OCI runtime beside runc, iproute2 for network namespaces
   libseccomp-dev libcap-dev golang-github-containers-common crun iproute2
+  # the fuse snapshotter (libfuse3, fusermount3)
+  libfuse3-dev fuse3
   # the containerd API .proto files, compiled at build time
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
   # tests: Check, the real ctr (and containerd + runc as the benchmark anchor),
   # curl for raw h2c requests, python3 for the shared runners, systemd's tools
-  check containerd runc curl python3 systemd procps
+  check containerd runc curl python3 systemd procps sqlite3
   # a real registry, test images built offline (redis-server: the files of
   # the redis-sized image), and the tools that push them
   docker-registry skopeo busybox-static zstd apache2-utils openssl redis-server

@@ -38,6 +38,9 @@ step "make check"
 step "make check-integration"
 (cd build/ci && make check-integration) || step_failed
 
+step "make check-faults (crash consistency, bounded)"
+(cd build/ci && make check-faults) || step_failed
+
 step "ASan+UBSan build, make check"
 if build build/asan --enable-werror --enable-asan; then
   (cd build/asan && ASAN_OPTIONS=detect_leaks=1 make -j"$JOBS" check) || step_failed

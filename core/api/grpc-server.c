@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +41,10 @@
 /* Receive windows: a 1 MiB chunk flows without waiting for a WINDOW_UPDATE. */
 #define STREAM_WINDOW (4u << 20)
 #define CONN_WINDOW (16u << 20)
-#define MAX_STREAMS 128
 #define MAX_HEADER_BYTES (64u << 10)
+/* The bytes of unfinished requests of all connections together are capped at
+ * this many times the per-connection cap. */
+#define TOTAL_BUFFER_FACTOR 4
 /* Bytes read from one connection per loop turn, so that a busy client does
  * not starve the others (epoll is level-triggered: the rest comes next turn). */
 #define READ_BUDGET (256u << 10)
@@ -83,6 +86,11 @@ struct grpc_call
   uint8_t *pending; /* unary/server-streaming request, until half-close */
   size_t pending_len;
   unsigned n_msgs;
+  size_t charged; /* bytes counted in conn->buffered and s->buffered */
+  bool headers_done;
+  int64_t begun_ms; /* request HEADERS started */
+  int64_t msg_started_ms; /* first byte of the current message */
+  int64_t send_wait_ms; /* queue non-empty and no byte taken since */
 
   /* Outgoing. */
   struct out_chunk *out_head, *out_tail;
@@ -120,6 +128,16 @@ struct conn
   bool write_blocked;
   bool dead; /* I/O or protocol error: tear down */
   bool closing; /* shutdown: tear down after flushing GOAWAY */
+  /* Frame boundaries in the bytes received (lengths only, nghttp2 parses):
+   * bytes of preface or payload still to come, bytes of the next frame
+   * header seen. */
+  size_t rx_skip;
+  unsigned rx_hdr_len;
+  uint8_t rx_hdr[3];
+  bool partial_frame; /* inside the preface or a frame */
+  int64_t frame_started_ms; /* when that frame began */
+  int64_t idle_since; /* no calls since */
+  size_t buffered; /* bytes of unfinished requests (struct grpc_call.charged) */
 };
 
 struct listener
@@ -144,11 +162,18 @@ struct grpc_server
   nghttp2_session_callbacks *cbs;
   nghttp2_option *opt;
   uint32_t max_recv; /* largest request message accepted, <= GRPC_MAX_MESSAGE */
+  struct grpc_limits lim;
+  size_t buffered; /* sum of every call's charged bytes */
+  unsigned n_conns;
+  int64_t tick_timer;
+  int64_t refused_logged_ms;
+  unsigned refused, evicted; /* connections refused / closed since the last log line */
   bool shut;
 };
 
 static void conn_process (struct conn *c, bool do_read);
 static void conn_free (struct conn *c);
+static void server_arm_tick (grpc_server *s);
 
 static int64_t
 now_ms (void)
@@ -156,6 +181,22 @@ now_ms (void)
   struct timespec ts;
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void server_log (grpc_server *s, const char *fmt, ...) BERTH_PRINTF (2, 3);
+
+static void
+server_log (grpc_server *s, const char *fmt, ...)
+{
+  char line[256];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (line, sizeof line, fmt, ap);
+  va_end (ap);
+  if (s->lim.log)
+    s->lim.log (line);
+  else
+    fprintf (stderr, "berthd: %s\n", line);
 }
 
 #define NV(n, v) \
@@ -216,9 +257,37 @@ call_unlink (grpc_call **head, grpc_call *c)
   c->prev = c->next = NULL;
 }
 
+/* Count n more bytes of unfinished request against the connection and the
+ * server; false (nothing counted) when that passes a cap. */
+static bool
+call_charge (grpc_call *c, size_t n)
+{
+  grpc_server *s = c->s;
+  size_t total = s->lim.max_conn_buffer * TOTAL_BUFFER_FACTOR;
+  if (c->conn && c->conn->buffered + n > s->lim.max_conn_buffer)
+    return false;
+  if (s->buffered + n > total)
+    return false;
+  c->charged += n;
+  if (c->conn)
+    c->conn->buffered += n;
+  s->buffered += n;
+  return true;
+}
+
+static void
+call_uncharge (grpc_call *c, size_t n)
+{
+  c->charged -= n;
+  if (c->conn)
+    c->conn->buffered -= n;
+  c->s->buffered -= n;
+}
+
 static void
 call_free (grpc_call *c)
 {
+  c->s->buffered -= c->charged;
   for (size_t i = 0; i < c->n_hdrs; i++)
     free (c->hdrs[i].name);
   free (c->hdrs);
@@ -267,6 +336,8 @@ call_notify_cancel (grpc_call *c)
 static void
 call_stream_gone (grpc_call *c)
 {
+  if (c->conn)
+    c->conn->buffered -= c->charged;
   c->conn = NULL;
   c->stream_open = false;
   if (c->app_owned && !c->finished)
@@ -319,6 +390,7 @@ data_read (nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t len
 {
   grpc_call *c = source->ptr;
   size_t n = 0;
+  c->send_wait_ms = now_ms ();
   while (n < length && c->out_head)
     {
       struct out_chunk *o = c->out_head;
@@ -405,6 +477,7 @@ call_submit_status (grpc_call *c, int grpc_code, const char *message, const char
 static void
 call_abort (grpc_call *c, int code, const char *message)
 {
+  call_uncharge (c, (c->msg ? c->msg_len : 0) + (c->pending ? c->pending_len : 0));
   free (c->msg);
   c->msg = NULL;
   c->in_msg = false;
@@ -438,6 +511,7 @@ call_message_complete (grpc_call *c)
       c->pending_len = len;
       return;
     }
+  call_uncharge (c, len);
   call_deliver (c, buf, len);
 }
 
@@ -449,6 +523,8 @@ call_feed (grpc_call *c, const uint8_t *data, size_t len)
     {
       if (!c->in_msg)
         {
+          if (c->prefix_len == 0)
+            c->msg_started_ms = now_ms ();
           size_t k = 5 - c->prefix_len;
           if (k > len)
             k = len;
@@ -484,9 +560,20 @@ call_feed (grpc_call *c, const uint8_t *data, size_t len)
               call_abort (c, BERTH_E_INTERNAL, "more than one request message for a unary request");
               return;
             }
+          if (!call_charge (c, mlen))
+            {
+              char m[160];
+              snprintf (m, sizeof m,
+                        "server busy: a %u-byte message would pass the cap on unfinished "
+                        "requests (%zu bytes on this connection, %zu in all)",
+                        mlen, c->conn->buffered, c->s->buffered);
+              call_abort (c, BERTH_E_EXHAUSTED, m);
+              return;
+            }
           c->msg = malloc (mlen ? mlen : 1);
           if (c->msg == NULL)
             {
+              call_uncharge (c, mlen);
               call_abort (c, BERTH_E_NOMEM, "out of memory");
               return;
             }
@@ -527,6 +614,7 @@ call_half_close (grpc_call *c)
           return;
         }
       _cleanup_free_ uint8_t *buf = TAKE_PTR (c->pending);
+      call_uncharge (c, c->pending_len);
       call_deliver (c, buf, c->pending_len);
       return;
     }
@@ -577,6 +665,7 @@ call_start (grpc_call *c)
   const char *path = call_header (c, ":path");
   const char *timeout = call_header (c, "grpc-timeout");
 
+  c->headers_done = true;
   if (timeout)
     {
       int64_t t = parse_timeout (timeout);
@@ -627,6 +716,40 @@ cb_send (nghttp2_session *session, const uint8_t *data, size_t length, int flags
     }
 }
 
+/* Follow frame boundaries so that a frame (or preface) received in part
+ * for longer than request_timeout can be told: slowloris. */
+static void
+conn_track_frames (struct conn *c, const uint8_t *p, size_t n)
+{
+  bool began = false;
+  while (n > 0)
+    {
+      if (c->rx_skip > 0)
+        {
+          size_t k = n < c->rx_skip ? n : c->rx_skip;
+          c->rx_skip -= k;
+          p += k;
+          n -= k;
+          continue;
+        }
+      if (c->rx_hdr_len == 0)
+        began = true;
+      if (c->rx_hdr_len < 3)
+        c->rx_hdr[c->rx_hdr_len] = *p;
+      c->rx_hdr_len++;
+      p++;
+      n--;
+      if (c->rx_hdr_len == 9)
+        {
+          c->rx_skip = (size_t) c->rx_hdr[0] << 16 | (size_t) c->rx_hdr[1] << 8 | c->rx_hdr[2];
+          c->rx_hdr_len = 0;
+        }
+    }
+  c->partial_frame = c->rx_skip > 0 || c->rx_hdr_len > 0;
+  if (began && c->partial_frame)
+    c->frame_started_ms = now_ms ();
+}
+
 static ssize_t
 cb_recv (nghttp2_session *session, uint8_t *buf, size_t length, int flags, void *user_data)
 {
@@ -641,6 +764,7 @@ cb_recv (nghttp2_session *session, uint8_t *buf, size_t length, int flags, void 
       if (n > 0)
         {
           c->read_budget -= (size_t) n;
+          conn_track_frames (c, buf, (size_t) n);
           return n;
         }
       if (n == 0)
@@ -667,6 +791,7 @@ cb_begin_headers (nghttp2_session *session, const nghttp2_frame *frame, void *us
   c->stream_id = frame->hd.stream_id;
   c->deadline = -1;
   c->stream_open = true;
+  c->begun_ms = now_ms ();
   if (nghttp2_session_set_stream_user_data (session, c->stream_id, c) < 0)
     {
       free (c);
@@ -686,7 +811,7 @@ cb_header (nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *
   if (c == NULL)
     return 0;
   c->hdr_bytes += namelen + valuelen + 32;
-  if (c->hdr_bytes > MAX_HEADER_BYTES)
+  if (c->hdr_bytes > MAX_HEADER_BYTES || !call_charge (c, namelen + valuelen + 32))
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if ((c->n_hdrs & 7) == 0)
     {
@@ -771,6 +896,8 @@ cb_stream_close (nghttp2_session *session, int32_t stream_id, uint32_t error_cod
     return 0;
   nghttp2_session_set_stream_user_data (session, stream_id, NULL);
   call_unlink (&conn->calls, c);
+  if (conn->calls == NULL)
+    conn->idle_since = now_ms ();
   call_stream_gone (c);
   return 0;
 }
@@ -863,6 +990,7 @@ conn_free (struct conn *c)
   grpc_server *s = c->s;
   loop_del_fd (s->l, c->fd);
   close (c->fd);
+  s->n_conns--;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -906,7 +1034,7 @@ conn_new (grpc_server *s, int fd)
       return BERTH_E_NOMEM;
     }
   nghttp2_settings_entry iv[] = {
-    { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS },
+    { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->lim.max_streams },
     { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
     { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES },
   };
@@ -919,12 +1047,146 @@ conn_new (grpc_server *s, int fd)
       return BERTH_E_NOMEM;
     }
   c->events = EPOLLIN;
+  c->idle_since = c->frame_started_ms = now_ms ();
+  c->rx_skip = NGHTTP2_CLIENT_MAGIC_LEN; /* the preface comes first */
+  c->partial_frame = true;
+  s->n_conns++;
+  server_arm_tick (s);
   c->next = s->conns;
   if (s->conns)
     s->conns->prev = c;
   s->conns = c;
   conn_process (c, false); /* our SETTINGS go first */
   return 0;
+}
+
+/* Send GOAWAY (best effort) and tear the connection down once it is out.
+ * Frees c unless it is busy. */
+static void
+conn_goaway (struct conn *c, uint32_t error_code, const char *why)
+{
+  if (c->closing || c->dead)
+    return;
+  nghttp2_submit_goaway (c->session, NGHTTP2_FLAG_NONE,
+                         nghttp2_session_get_last_proc_stream_id (c->session), error_code,
+                         (const uint8_t *) why, strlen (why));
+  c->closing = true;
+  conn_kick (c);
+}
+
+/* Apply the timeouts of struct grpc_limits to one connection. */
+static void
+conn_check_timeouts (struct conn *conn, int64_t now)
+{
+  grpc_server *s = conn->s;
+  int64_t limit = s->lim.request_timeout_ms;
+  const char *why = NULL;
+
+  if (conn->closing || conn->dead)
+    return;
+  conn->busy = true; /* aborting a call may send; conn_process below does it */
+  if (conn->partial_frame && now - conn->frame_started_ms > limit)
+    why = "an HTTP/2 frame was not received in full within request_timeout";
+  for (grpc_call *c = conn->calls; c && why == NULL; c = c->next)
+    {
+      if (!c->headers_done && now - c->begun_ms > limit)
+        why = "request headers were not received in full within request_timeout";
+      else if (c->queued > 0 && now - c->send_wait_ms > limit)
+        why = "the client read no response data within request_timeout";
+      else if (c->headers_done && c->m && !c->finished && !c->discard)
+        {
+          if ((c->in_msg || c->prefix_len > 0) && now - c->msg_started_ms > limit)
+            call_abort (c, BERTH_E_DEADLINE,
+                        "request message not received in full within the server's request_timeout");
+          else if (!c->app_owned && now - c->begun_ms > limit)
+            call_abort (c, BERTH_E_DEADLINE,
+                        "request not received in full within the server's request_timeout");
+        }
+    }
+  if (why == NULL && conn->calls == NULL && s->lim.idle_timeout_ms > 0
+      && now - conn->idle_since > (int64_t) s->lim.idle_timeout_ms)
+    {
+      conn->busy = false;
+      conn_goaway (conn, NGHTTP2_NO_ERROR, "idle_timeout");
+      return;
+    }
+  conn->busy = false;
+  if (why)
+    {
+      server_log (s, "grpc: closing a connection (fd %d): %s (%u ms)", conn->fd, why,
+                  s->lim.request_timeout_ms);
+      conn_goaway (conn, NGHTTP2_ENHANCE_YOUR_CALM, why);
+      return;
+    }
+  conn_process (conn, false);
+}
+
+static void
+server_tick (void *data)
+{
+  grpc_server *s = data;
+  s->tick_timer = 0;
+  int64_t now = now_ms ();
+  if ((s->refused || s->evicted) && now - s->refused_logged_ms >= 10000)
+    {
+      server_log (s, "grpc: max_connections (%u): closed %u idle and refused %u new connection(s)",
+                  s->lim.max_connections, s->evicted, s->refused);
+      s->refused = s->evicted = 0;
+      s->refused_logged_ms = now;
+    }
+  struct conn *next;
+  for (struct conn *c = s->conns; c; c = next)
+    {
+      next = c->next;
+      conn_check_timeouts (c, now);
+    }
+  server_arm_tick (s);
+}
+
+static void
+server_arm_tick (grpc_server *s)
+{
+  if (s->tick_timer > 0 || s->n_conns == 0 || s->shut)
+    return;
+  unsigned ms = s->lim.request_timeout_ms / 4;
+  if (ms > 1000)
+    ms = 1000;
+  int64_t t = loop_add_timer (s->l, ms, server_tick, s);
+  if (t > 0)
+    s->tick_timer = t;
+}
+
+/* At max_connections: close the connection idle the longest, or tell that
+ * the new one cannot be served. */
+static bool
+server_make_room (grpc_server *s)
+{
+  if (s->n_conns < s->lim.max_connections)
+    return true;
+  struct conn *oldest = NULL;
+  for (struct conn *c = s->conns; c; c = c->next)
+    if (c->calls == NULL && !c->busy && (oldest == NULL || c->idle_since < oldest->idle_since))
+      oldest = c;
+  bool room = false;
+  if (oldest)
+    {
+      s->evicted++;
+      conn_goaway (oldest, NGHTTP2_NO_ERROR, "max_connections"); /* frees it */
+      room = s->n_conns < s->lim.max_connections;
+    }
+  if (!room)
+    s->refused++;
+  int64_t now = now_ms ();
+  if (s->refused_logged_ms == 0 || now - s->refused_logged_ms >= 10000)
+    {
+      server_log (s,
+                  "grpc: %u connections open (max_connections = %u): closed %u idle and "
+                  "refused %u new connection(s)",
+                  s->n_conns, s->lim.max_connections, s->evicted, s->refused);
+      s->refused = s->evicted = 0;
+      s->refused_logged_ms = now;
+    }
+  return room;
 }
 
 /* ---- listeners ------------------------------------------------------ */
@@ -963,7 +1225,7 @@ listener_io (loop *l, int fd, uint32_t revents, void *data)
             }
           return;
         }
-      if (conn_new (ln->s, cfd) < 0)
+      if (!server_make_room (ln->s) || conn_new (ln->s, cfd) < 0)
         close (cfd);
     }
 }
@@ -1036,6 +1298,64 @@ mkdir_parents (const char *path, berth_error **err)
   return 0;
 }
 
+/* The socket's directory, and every directory above it, must be one that
+ * only root or we can change: owned by root or by our euid, and not
+ * writable by group or others unless sticky (/tmp).  Otherwise someone
+ * else could rename the directory away or put their own socket at the
+ * path between our checks and bind(), and clients would hand their
+ * registry credentials to it.  Symbolic links are resolved first and the
+ * real path is checked. */
+static int
+check_socket_dir (const char *path, berth_error **err)
+{
+  _cleanup_free_ char *dir = strdup (path);
+  if (dir == NULL)
+    return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "socket path");
+  char *slash = strrchr (dir, '/');
+  if (slash == NULL)
+    strcpy (dir, ".");
+  else if (slash == dir)
+    slash[1] = '\0';
+  else
+    *slash = '\0';
+  _cleanup_free_ char *real = realpath (dir, NULL);
+  if (real == NULL)
+    return berth_error_set (err, berth_errcode_from_errno (errno), errno,
+                            "cannot resolve directory `%s' of socket `%s'", dir, path);
+  uid_t me = geteuid ();
+  size_t len = strlen (real);
+  for (size_t i = 0; i <= len; i++)
+    {
+      if (real[i] != '/' && real[i] != '\0')
+        continue;
+      char saved = real[i];
+      real[i] = '\0';
+      const char *d = i == 0 ? "/" : real;
+      struct stat st;
+      if (stat (d, &st) < 0)
+        return berth_error_set (err, berth_errcode_from_errno (errno), errno,
+                                "cannot check directory `%s' of socket `%s'", d, path);
+      if (st.st_uid != 0 && st.st_uid != me)
+        return berth_error_set (err, BERTH_E_PERMISSION, 0,
+                                "refusing socket `%s': directory `%s' is owned by uid %u, not root%s; "
+                                "another user could replace the socket",
+                                path, d, (unsigned) st.st_uid, me != 0 ? " or us" : "");
+      if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0)
+        return berth_error_set (err, BERTH_E_PERMISSION, 0,
+                                "refusing socket `%s': directory `%s' (mode %04o) is writable by %s "
+                                "and not sticky; another user could replace the socket",
+                                path, d, (unsigned) (st.st_mode & 07777),
+                                (st.st_mode & S_IWOTH) != 0 ? "others" : "its group");
+      real[i] = saved;
+    }
+  return 0;
+}
+
+/* Listen on the unix socket PATH with MODE and group GID ((gid_t) -1: keep).
+ * Refuses (BERTH_E_PERMISSION) a directory others can change, see
+ * check_socket_dir(); refuses (BERTH_E_EXISTS) anything at PATH that is not
+ * a socket (symbolic links included) and a socket someone is accepting on;
+ * removes a stale socket (connect refused). */
 int
 grpc_server_listen_unix (grpc_server *s, const char *path, mode_t mode, gid_t gid, berth_error **err)
 {
@@ -1047,12 +1367,16 @@ grpc_server_listen_unix (grpc_server *s, const char *path, mode_t mode, gid_t gi
   int r = mkdir_parents (path, err);
   if (r < 0)
     return r;
+  r = check_socket_dir (path, err);
+  if (r < 0)
+    return r;
 
   struct stat st;
   if (lstat (path, &st) == 0)
     {
       if (!S_ISSOCK (st.st_mode))
-        return berth_error_set (err, BERTH_E_EXISTS, 0, "`%s' exists and is not a socket", path);
+        return berth_error_set (err, BERTH_E_EXISTS, 0, "`%s' exists and is not a socket (%s); not removing it",
+                                path, S_ISLNK (st.st_mode) ? "a symbolic link" : S_ISDIR (st.st_mode) ? "a directory" : "a file");
       /* Someone accepting there?  Then refuse; a refused connect means a
        * stale socket left by a dead daemon. */
       _cleanup_close_ int probe = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1121,6 +1445,17 @@ grpc_server_listen_fd (grpc_server *s, int fd, berth_error **err)
   return server_add_listener (s, fd, NULL, err);
 }
 
+int
+grpc_server_adopt_fd (grpc_server *s, int fd)
+{
+  int fl = fcntl (fd, F_GETFL);
+  if (fl < 0 || fcntl (fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    return BERTH_E_INVALID;
+  if (!server_make_room (s))
+    return BERTH_E_EXHAUSTED;
+  return conn_new (s, fd);
+}
+
 /* ---- server --------------------------------------------------------- */
 
 grpc_server *
@@ -1131,6 +1466,7 @@ grpc_server_new (loop *l)
     return NULL;
   s->l = l;
   s->max_recv = GRPC_MAX_MESSAGE;
+  grpc_limits_default (&s->lim);
   if (nghttp2_session_callbacks_new (&s->cbs) < 0 || nghttp2_option_new (&s->opt) < 0)
     {
       grpc_server_free (s);
@@ -1154,6 +1490,28 @@ grpc_server_set_max_recv (grpc_server *s, size_t bytes)
   if (bytes < 1024 || bytes > GRPC_MAX_MESSAGE)
     return BERTH_E_INVALID;
   s->max_recv = (uint32_t) bytes;
+  return 0;
+}
+
+void
+grpc_limits_default (struct grpc_limits *lim)
+{
+  *lim = (struct grpc_limits) {
+    .max_connections = 1024,
+    .max_streams = 128,
+    .max_conn_buffer = 32u << 20,
+    .request_timeout_ms = 30000,
+    .idle_timeout_ms = 300000,
+  };
+}
+
+int
+grpc_server_set_limits (grpc_server *s, const struct grpc_limits *lim)
+{
+  if (lim->max_connections < 1 || lim->max_streams < 1 || lim->max_conn_buffer < (64u << 10)
+      || lim->max_conn_buffer > (SIZE_MAX / TOTAL_BUFFER_FACTOR) || lim->request_timeout_ms < 100)
+    return BERTH_E_INVALID;
+  s->lim = *lim;
   return 0;
 }
 
@@ -1188,6 +1546,9 @@ grpc_server_shutdown (grpc_server *s)
   if (s->shut)
     return;
   s->shut = true;
+  if (s->tick_timer > 0)
+    loop_cancel_timer (s->l, s->tick_timer);
+  s->tick_timer = 0;
   while (s->listeners)
     {
       struct listener *ln = s->listeners;
@@ -1286,6 +1647,8 @@ call_enqueue (grpc_call *c, struct out_chunk *o)
   else
     c->out_head = o;
   c->out_tail = o;
+  if (c->queued == 0)
+    c->send_wait_ms = now_ms ();
   c->queued += o->len;
   if (!c->headers_sent)
     {

@@ -10,6 +10,19 @@
  * RESOURCE_EXHAUSTED; flow-control windows hold 1 MiB chunks; unknown
  * methods answer UNIMPLEMENTED; errors use Trailers-Only responses.
  *
+ * Hostile clients (struct grpc_limits): the bytes of unfinished requests
+ * (header lists, partial messages, unary requests waiting for half-close)
+ * are capped per connection and in total (4 × the per-connection cap); a
+ * message that would pass the cap is refused with RESOURCE_EXHAUSTED.  A
+ * connection holds at most max_streams open streams (SETTINGS, enforced by
+ * nghttp2 with REFUSED_STREAM).  A frame, a header list or a request message
+ * not received in full within request_timeout ends that call with
+ * DEADLINE_EXCEEDED (a frame or header list: the connection); so does a
+ * client that reads none of its queued responses for that long.  A
+ * connection without streams for idle_timeout gets GOAWAY.  Past
+ * max_connections the longest idle connection is closed to make room, and
+ * when none is idle the new one is refused, with a log line.
+ *
  * Cancellation without on_cancel: if a method has no on_cancel, a call whose
  * stream goes away while the handler still owns it stays allocated (detached
  * from its connection) until the handler calls grpc_call_finish(), which then
@@ -73,15 +86,37 @@ void grpc_server_free (grpc_server *s);
 
 int grpc_server_register (grpc_server *s, const struct grpc_method *m);
 
+struct grpc_limits
+{
+  unsigned max_connections;  /* [grpc] max_connections: 1024 */
+  unsigned max_streams;      /* [grpc] max_concurrent_streams per connection: 128 */
+  size_t max_conn_buffer;    /* [grpc] max_connection_buffer, bytes: 32 MiB */
+  unsigned request_timeout_ms; /* [grpc] request_timeout (s): 30 s */
+  unsigned idle_timeout_ms;  /* [grpc] idle_timeout (s): 300 s; 0: never */
+  /* Where the server's own log lines go (NULL: stderr). */
+  void (*log) (const char *line);
+};
+
+/* Defaults in lim; grpc_server_set_limits checks ranges (BERTH_E_INVALID:
+ * counts >= 1, max_conn_buffer >= 64 KiB, request_timeout >= 100 ms) and
+ * applies to connections accepted later. */
+void grpc_limits_default (struct grpc_limits *lim);
+int grpc_server_set_limits (grpc_server *s, const struct grpc_limits *lim);
+
 /* Largest request message accepted ([grpc] max_recv_message_size), between
  * 1 KiB and GRPC_MAX_MESSAGE; BERTH_E_INVALID otherwise. */
 int grpc_server_set_max_recv (grpc_server *s, size_t bytes);
 
 /* Create (mkdir -p the parent, 0711), bind, chmod mode, chown to gid, listen.
- * Refuses when another process is already serving on path. */
+ * Refuses when another process is already serving on path, and
+ * (BERTH_E_PERMISSION) when the socket's directory or one above it is not
+ * owned by root or us, or is group/world-writable without the sticky bit. */
 int grpc_server_listen_unix (grpc_server *s, const char *path, mode_t mode, gid_t gid, berth_error **err);
 /* Serve an already listening socket (systemd socket activation). */
 int grpc_server_listen_fd (grpc_server *s, int fd, berth_error **err);
+/* Serve one connected stream socket as if accepted (tests, fuzzing); the
+ * server owns fd on success. */
+int grpc_server_adopt_fd (grpc_server *s, int fd);
 /* Stop accepting, send GOAWAY to every client, close. */
 void grpc_server_shutdown (grpc_server *s);
 

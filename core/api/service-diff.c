@@ -20,6 +20,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,17 @@ apply_stream (struct diff_job *j, const char *root, enum unpack_mode mode, plugi
     .same_owner = geteuid () == 0,
   };
   int r = unpack_apply (root, blob_read, &br, &o, &j->res, err);
+  if (r == 0)
+    {
+      /* ctr commits the snapshot right after Apply answers: the tree must be
+       * on disk by then, or a power loss leaves a committed layer with
+       * zeroed files (the pull path does the same). */
+      int fd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0 || syncfs (fd) < 0)
+        r = berth_error_set (err, berth_errcode_from_errno (errno), errno, "syncing %s", root);
+      if (fd >= 0)
+        close (fd);
+    }
   if (r < 0 && br.err)
     {
       /* The store's error explains better than "read failed". */

@@ -33,6 +33,13 @@
 #define JSON_TYPE_PROCESS "types.containerd.io/opencontainers/runtime-spec/1/Process"
 #define JSON_TYPE_RESOURCES "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 #define CGROUPS_V1_METRICS "io.containerd.cgroups.v1.Metrics"
+/* A task whose shim does not answer carries, in its containerd.v1.types.
+ * Process (List, Get), the berth extension field 1000 (a string): the JSON
+ * object {"answering": false, "last_answer": RFC 3339, "last_answer_ns": N,
+ * "silent_ms": N, "error": "..."}.  containerd 1.6's Process has no field
+ * for it (no `info`); protobuf parsers skip unknown fields, so ctr and
+ * other containerd clients see exactly containerd's message. */
+#define TASK_HEALTH_FIELD 1000
 
 enum task_op
 {
@@ -65,6 +72,7 @@ struct list_item
 {
   char *id;
   struct berth_process_state st;
+  struct task_health health; /* List: filled after the listing */
   /* Metrics: the packed io.containerd.cgroups.v1.Metrics, when taken */
   uint8_t *metrics;
   size_t metrics_len;
@@ -83,6 +91,7 @@ struct task_job
   char *bundle;
   int32_t pid;
   struct berth_process_state st;
+  struct task_health health; /* Get of init */
   struct berth_task_exit ex;
   struct list_item *items;
   size_t n;
@@ -497,9 +506,17 @@ task_work (void *data)
       {
         Containerd__Services__Tasks__V1__GetRequest *q = (void *)j->req;
         j->r = tasks_state (t, j->ns, q->container_id, q->exec_id, &j->st, err);
+        /* Deleted meanwhile, or an exec process: nothing to add. */
+        if (j->r != 0 || (q->exec_id && *q->exec_id) || tasks_health (t, j->ns, q->container_id, &j->health, NULL) < 0)
+          j->health.answering = true;
         break;
       }
-    case T_LIST: j->r = tasks_list (t, j->ns, collect_task, j, err); break;
+    case T_LIST:
+      j->r = tasks_list (t, j->ns, collect_task, j, err);
+      for (size_t i = 0; j->r == 0 && i < j->n; i++)
+        if (tasks_health (t, j->ns, j->items[i].id, &j->items[i].health, NULL) < 0)
+          j->items[i].health.answering = true; /* deleted meanwhile */
+      break;
     case T_KILL:
       {
         Containerd__Services__Tasks__V1__KillRequest *q = (void *)j->req;
@@ -564,6 +581,45 @@ task_work (void *data)
     }
   if (j->r < 0 && j->err == NULL)
     berth_error_set (&j->err, j->r, 0, "tasks");
+}
+
+/* Attach the extension field TASK_HEALTH_FIELD to p when its shim is not
+ * answering. */
+static void
+health_to_pb (pb_arena *a, Containerd__V1__Types__Process *p, const struct task_health *h)
+{
+  if (h == NULL || h->answering)
+    return;
+  json_object *o = json_object_new_object ();
+  if (o == NULL)
+    return;
+  char when[64] = "";
+  time_t secs = (time_t)(h->last_answer_ns / 1000000000);
+  struct tm tm;
+  if (h->last_answer_ns > 0 && gmtime_r (&secs, &tm))
+    strftime (when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  json_object_object_add (o, "answering", json_object_new_boolean (0));
+  json_object_object_add (o, "last_answer", json_object_new_string (when));
+  json_object_object_add (o, "last_answer_ns", json_object_new_int64 (h->last_answer_ns));
+  json_object_object_add (o, "silent_ms", json_object_new_int64 (h->silent_ms));
+  json_object_object_add (o, "error", json_object_new_string (h->why));
+  const char *text = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PLAIN);
+  size_t len = text ? strlen (text) : 0;
+  /* protobuf-c copies an unknown field's bytes as they are: for a
+   * length-delimited one they start with the length (a varint). */
+  uint8_t *data = pb_alloc (a, len + 10);
+  size_t off = 0;
+  for (size_t v = len; off == 0 || v; v >>= 7)
+    data[off++] = (uint8_t)((v & 0x7f) | (v >> 7 ? 0x80 : 0));
+  memcpy (data + off, text ? text : "", len);
+  ProtobufCMessageUnknownField *f = pb_alloc (a, sizeof *f);
+  f->tag = TASK_HEALTH_FIELD;
+  f->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+  f->len = off + len;
+  f->data = data;
+  p->base.n_unknown_fields = 1;
+  p->base.unknown_fields = f;
+  json_object_put (o);
 }
 
 static Containerd__V1__Types__Process *
@@ -640,6 +696,8 @@ task_reply (grpc_call *call, void *data)
         Containerd__Services__Tasks__V1__GetResponse resp = CONTAINERD__SERVICES__TASKS__V1__GET_RESPONSE__INIT;
         resp.process
             = process_to_pb (a, q->container_id, q->exec_id && *q->exec_id ? q->exec_id : q->container_id, &j->st);
+        if (j->st.status == BERTH_TASK_UNKNOWN)
+          health_to_pb (a, resp.process, &j->health);
         grpc_call_send (call, &resp.base);
         break;
       }
@@ -649,7 +707,11 @@ task_reply (grpc_call *call, void *data)
             = CONTAINERD__SERVICES__TASKS__V1__LIST_TASKS_RESPONSE__INIT;
         resp.tasks = pb_alloc (a, (j->n + 1) * sizeof *resp.tasks);
         for (size_t i = 0; i < j->n; i++)
-          resp.tasks[i] = process_to_pb (a, j->items[i].id, j->items[i].id, &j->items[i].st);
+          {
+            resp.tasks[i] = process_to_pb (a, j->items[i].id, j->items[i].id, &j->items[i].st);
+            if (j->items[i].st.status == BERTH_TASK_UNKNOWN)
+              health_to_pb (a, resp.tasks[i], &j->items[i].health);
+          }
         resp.n_tasks = j->n;
         grpc_call_send (call, &resp.base);
         break;
@@ -840,6 +902,8 @@ wait_handle (grpc_call *call, const uint8_t *msg, size_t len, void *data)
 void
 service_tasks_shutdown (struct daemon *d)
 {
+  /* The refresher calls the runtime plugins: it stops before they go. */
+  tasks_shutdown (d->tasks);
   pthread_mutex_lock (&waits_lock);
   for (size_t i = 0; i < ARRAY_SIZE (waits); i++)
     if (waits[i])

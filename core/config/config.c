@@ -124,6 +124,11 @@ config_new_default (struct berth_config **ret, berth_error **err)
   cfg->grpc.uid = 0;
   cfg->grpc.gid = 0;
   cfg->grpc.max_recv_message_size = 16 << 20;
+  cfg->grpc.max_connections = 1024;
+  cfg->grpc.max_concurrent_streams = 128;
+  cfg->grpc.max_connection_buffer = 32 << 20;
+  cfg->grpc.request_timeout = 30;
+  cfg->grpc.idle_timeout = 300;
   cfg->registry.config_path = strdup ("/etc/berth/certs.d");
   cfg->registry.max_concurrent_downloads = 3;
   cfg->debug.level = strdup ("info");
@@ -243,6 +248,18 @@ load_grpc (struct loader *l, const struct toml_value *t)
       else if (strcmp (k, "max_recv_message_size") == 0)
         r = load_int (l, "grpc.max_recv_message_size", kv->value, 1024, INT32_MAX,
                       &l->cfg->grpc.max_recv_message_size);
+      else if (strcmp (k, "max_connections") == 0)
+        r = load_int (l, "grpc.max_connections", kv->value, 1, 1 << 20, &l->cfg->grpc.max_connections);
+      else if (strcmp (k, "max_concurrent_streams") == 0)
+        r = load_int (l, "grpc.max_concurrent_streams", kv->value, 1, 1 << 16,
+                      &l->cfg->grpc.max_concurrent_streams);
+      else if (strcmp (k, "max_connection_buffer") == 0)
+        r = load_int (l, "grpc.max_connection_buffer", kv->value, 64 << 10, INT64_C (1) << 40,
+                      &l->cfg->grpc.max_connection_buffer);
+      else if (strcmp (k, "request_timeout") == 0)
+        r = load_int (l, "grpc.request_timeout", kv->value, 1, 86400, &l->cfg->grpc.request_timeout);
+      else if (strcmp (k, "idle_timeout") == 0)
+        r = load_int (l, "grpc.idle_timeout", kv->value, 0, 86400 * 30, &l->cfg->grpc.idle_timeout);
       else
         r = load_fail (l, kv->pos, "unknown key `grpc.%s`", k);
       if (r < 0)
@@ -1113,6 +1130,19 @@ config_default_text (const struct config_plugin_schema *schemas, size_t n)
               "\n  # Owner and group of the socket.\n  uid = %lld\n  gid = %lld\n"
               "  # Largest gRPC message accepted, in bytes.\n  max_recv_message_size = %lld\n",
               (long long) d->grpc.uid, (long long) d->grpc.gid, (long long) d->grpc.max_recv_message_size);
+  out_printf (&o,
+              "  # Connections served at once; past it the longest idle one is closed.\n"
+              "  max_connections = %lld\n"
+              "  # Open streams (calls) per connection.\n  max_concurrent_streams = %lld\n"
+              "  # Bytes of unfinished requests one connection may hold (4 times this in all).\n"
+              "  max_connection_buffer = %lld\n"
+              "  # Seconds a client has to send a whole request message, header list or frame.\n"
+              "  request_timeout = %lld\n"
+              "  # Seconds before a connection without calls is closed (0: never).\n"
+              "  idle_timeout = %lld\n",
+              (long long) d->grpc.max_connections, (long long) d->grpc.max_concurrent_streams,
+              (long long) d->grpc.max_connection_buffer, (long long) d->grpc.request_timeout,
+              (long long) d->grpc.idle_timeout);
   out_printf (&o, "\n[registry]\n  # Folder with a hosts.toml per registry host (containerd's certs.d layout).\n"
                   "  config_path = ");
   out_quoted (&o, d->registry.config_path);

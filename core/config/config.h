@@ -53,6 +53,11 @@ struct berth_config
     char *address;                 /* "/run/berth/berth.sock" */
     int64_t uid, gid;              /* socket owner: 0, 0 */
     int64_t max_recv_message_size; /* bytes: 16 MiB */
+    int64_t max_connections;       /* 1024 */
+    int64_t max_concurrent_streams; /* per connection: 128 */
+    int64_t max_connection_buffer; /* bytes of unfinished requests per connection: 32 MiB */
+    int64_t request_timeout;       /* seconds to receive a request, frame or header list: 30 */
+    int64_t idle_timeout;          /* seconds before a connection without calls is closed: 300; 0 never */
   } grpc;
   struct
   {

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <berth/failpoint.h>
+
 #include "cleanup.h"
 #include "metadata/meta-private.h"
 
@@ -372,6 +374,8 @@ write_container (meta *m, const char *ns, const struct meta_container *c, bool c
     return berth_error_set (err, BERTH_E_EXISTS, 0, "container \"%s\": already exists", c->id);
   if (rc != SQLITE_DONE)
     return meta_sql_error (m, rc, err, create ? "creating container" : "updating container");
+  if (create)
+    BERTH_FAILPOINT ("container-create-in-tx");
   r = meta_labels_delete_all (m, ns, KIND, c->id, err);
   if (r == 0)
     r = meta_labels_put (m, ns, KIND, c->id, &c->labels, err);
@@ -393,6 +397,8 @@ meta_container_create (meta *m, const char *ns, const struct meta_container *c, 
   if (r < 0)
     return r;
   r = meta_tx_end (m, write_container (m, ns, c, true, 0, err), err);
+  if (r == 0)
+    BERTH_FAILPOINT ("container-create-after-record");
   if (r == 0 && ret)
     r = meta_container_get (m, ns, c->id, ret, err);
   return r;
@@ -596,6 +602,7 @@ meta_container_delete (meta *m, const char *ns, const char *id, berth_error **er
   if (r < 0)
     return r;
   r = meta_run (m, "DELETE FROM container_extensions WHERE namespace = ? AND container = ?", err, ns, id, NULL);
+  BERTH_FAILPOINT ("container-delete-in-tx");
   if (r >= 0)
     r = meta_run (m, "DELETE FROM containers WHERE namespace = ? AND id = ?", err, ns, id, NULL);
   if (r == 0)

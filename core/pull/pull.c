@@ -16,6 +16,8 @@
 #include <openssl/sha.h>
 #include <unistd.h>
 
+#include <berth/failpoint.h>
+
 #include "cleanup.h"
 #include "fs.h"
 #include "gc.h"
@@ -136,7 +138,7 @@ struct pull_state
   int64_t unpack_config_size;
   char unpack_manifest[OCI_DIGEST_MAX];
   plugin *snapshotter;         /* chosen before the layers are fetched */
-  char staging_root[4096];     /* <root>/io.berth.unpack */
+  char staging_root[4096];     /* <root>/io.berth.unpack/<gc_instance> */
 };
 
 static void
@@ -203,6 +205,39 @@ in_store (struct pull_state *st, const char *digest)
   return r == 0;
 }
 
+/* Record digest when its blob is in the store (*ret_stored), as one step
+ * for GC: GC holds the metadata lock from its mark to its blob sweep, and
+ * a blob without a record is swept.  A lease holds records, not blobs, so
+ * checking the store first and recording later lets a GC in between
+ * delete the blob and leave the record naming nothing (found by the fault
+ * harness: tests/faults/crash.sh, pull-blob-before-record, where the crash
+ * leaves a committed blob without its record). */
+static int
+record_if_stored (struct pull_state *st, const char *digest, int64_t size, const berth_labels *labels,
+                  bool *ret_stored, berth_error **err)
+{
+  meta_lock (st->d->meta);
+  bool stored = in_store (st, digest);
+  int r = stored ? record (st, digest, size, labels, err) : 0;
+  meta_unlock (st->d->meta);
+  *ret_stored = stored;
+  return r;
+}
+
+/* The blob that a writer found committed by someone else: record it, or
+ * say it went meanwhile (a GC between the two; the next pull fetches it). */
+static int
+record_existing (struct pull_state *st, const char *digest, int64_t size, const berth_labels *labels,
+                 berth_error **err)
+{
+  bool stored;
+  int r = record_if_stored (st, digest, size, labels, &stored, err);
+  if (r == 0 && !stored)
+    r = berth_error_set (err, BERTH_E_UNAVAILABLE, 0, "content %s was removed while this pull recorded it; retry",
+                         digest);
+  return r;
+}
+
 /* Ingest refs are per namespace and per blob, so that a pull cut short is
  * resumed by the next pull of anything sharing the blob. */
 static void
@@ -219,38 +254,40 @@ store_bytes (struct pull_state *st, const char *digest, const unsigned char *dat
   int r = hold (st, digest, err);
   if (r < 0)
     return r;
-  if (!in_store (st, digest))
+  bool stored;
+  r = record_if_stored (st, digest, (int64_t) len, labels, &stored, err);
+  if (r < 0 || stored)
+    return r;
+  char ref[BERTH_NAME_MAX];
+  ingest_ref (st, digest, ref, sizeof ref);
+  berth_content_writer *w = NULL;
+  r = content_writer_open (st->store, &st->ctx, ref, (int64_t) len, digest, &w, err);
+  if (r == BERTH_E_EXISTS)
     {
-      char ref[BERTH_NAME_MAX];
-      ingest_ref (st, digest, ref, sizeof ref);
-      berth_content_writer *w = NULL;
-      r = content_writer_open (st->store, &st->ctx, ref, (int64_t) len, digest, &w, err);
-      if (r == BERTH_E_EXISTS)
-        {
-          berth_error_free (*err);
-          *err = NULL;
-        }
-      else if (r < 0)
-        return r;
-      else
-        {
-          r = content_writer_truncate (st->store, w, 0, err);
-          if (r == 0)
-            r = content_writer_write (st->store, w, data, len, err);
-          if (r == 0)
-            r = content_writer_commit (st->store, w, (int64_t) len, digest, NULL, err);
-          content_writer_close (st->store, w);
-          if (r == BERTH_E_EXISTS)
-            {
-              berth_error_free (*err);
-              *err = NULL;
-              r = 0;
-            }
-          if (r < 0)
-            return r;
-        }
+      berth_error_free (*err);
+      *err = NULL;
+      return record_existing (st, digest, (int64_t) len, labels, err);
     }
-  return record (st, digest, (int64_t) len, labels, err);
+  if (r < 0)
+    return r;
+  r = content_writer_truncate (st->store, w, 0, err);
+  if (r == 0)
+    r = content_writer_write (st->store, w, data, len, err);
+  /* Commit and record under the metadata lock (see fetch_layers). */
+  meta_lock (st->d->meta);
+  if (r == 0)
+    r = content_writer_commit (st->store, w, (int64_t) len, digest, NULL, err);
+  content_writer_close (st->store, w);
+  if (r == BERTH_E_EXISTS)
+    {
+      berth_error_free (*err);
+      *err = NULL;
+      r = 0;
+    }
+  if (r == 0)
+    r = record (st, digest, (int64_t) len, labels, err);
+  meta_unlock (st->d->meta);
+  return r;
 }
 
 static int
@@ -558,11 +595,14 @@ fetch_layers (struct pull_state *st, berth_error **err)
       r = hold (st, l->digest, err);
       if (r < 0)
         break;
-      if (in_store (st, l->digest))
+      bool stored;
+      r = record_if_stored (st, l->digest, l->total, NULL, &stored, err);
+      if (r < 0)
+        break;
+      if (stored)
         {
           l->phase = PULL_EXISTS;
           l->offset = l->total;
-          r = record (st, l->digest, l->total, NULL, err);
           continue;
         }
       struct layer_job *j = &jobs[i];
@@ -597,7 +637,7 @@ fetch_layers (struct pull_state *st, berth_error **err)
           *err = NULL;
           l->phase = PULL_EXISTS;
           l->offset = l->total;
-          r = record (st, l->digest, l->total, NULL, err);
+          r = record_existing (st, l->digest, l->total, NULL, err);
           continue;
         }
       if (r < 0)
@@ -669,11 +709,19 @@ fetch_layers (struct pull_state *st, berth_error **err)
       else if (lr == 0)
         {
           set_phase (st, j->idx, PULL_VERIFYING);
+          /* Commit and record under the metadata lock, as Content.Write
+           * does: a GC running meanwhile never sees the blob without its
+           * record (it would delete it, and the record would then name a
+           * blob that is gone). */
+          meta_lock (st->d->meta);
           lr = content_writer_commit (st->store, j->w, l->total, l->digest, NULL, &e);
           if (lr == BERTH_E_EXISTS)
             lr = 0;
           if (lr == 0)
+            BERTH_FAILPOINT ("pull-blob-before-record");
+          if (lr == 0)
             lr = record (st, l->digest, l->total, NULL, &e);
+          meta_unlock (st->d->meta);
           if (lr == 0)
             {
               l->offset = l->total;
@@ -975,6 +1023,24 @@ apply_target (const berth_mounts *m, enum unpack_mode *ret_mode)
   return NULL;
 }
 
+/* Make a layer's unpacked files durable before its snapshot is committed:
+ * the commit is a record (SQLite, synchronous=FULL) that reaches the disk
+ * at once, while the files may sit in the page cache (ext4's delayed
+ * allocation).  Without this a power cut after the pull leaves a committed
+ * snapshot of empty or zeroed files ("exec format error"), which no later
+ * pull repairs since the chain exists (found by tests/faults/powerloss.sh).
+ * syncfs: one call for the whole tree (and the staging tree it was moved
+ * from, on the same filesystem). */
+static int
+sync_tree (const char *dir, berth_error **err)
+{
+  _cleanup_close_ int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || syncfs (fd) < 0)
+    return berth_error_set (err, berth_errcode_from_errno (errno), errno, "syncing the unpacked layer in %s to disk",
+                            dir);
+  return 0;
+}
+
 /* The end of one layer's snapshot, however its files got there: r == 0
  * commits it under its chainID (a chain another pull committed meanwhile
  * wins, ours is dropped) and puts containerd's diffID label on the layer's
@@ -991,6 +1057,8 @@ layer_snapshot_end (struct pull_state *st, const struct snaps *sn, const struct 
       return r;
     }
   r = snaps_commit (sn, u->chain, key, NULL, err);
+  if (r == 0)
+    BERTH_FAILPOINT ("pull-after-snapshot-commit");
   if (r == BERTH_E_EXISTS)
     {
       berth_error_free (*err);
@@ -1034,6 +1102,8 @@ unpack_layer (struct pull_state *st, const struct snaps *sn, size_t i, const cha
       r = unpack_apply (target, blob_read, &src, &o, &res, err);
       content_reader_close (st->store, src.r);
     }
+  if (r == 0)
+    r = sync_tree (target, err);
   mounts_clear (&mounts);
   if (r == 0 && strcmp (res.diff_id, u->diff_id) != 0)
     r = berth_error_set (err, BERTH_E_INVALID, 0,
@@ -1082,7 +1152,9 @@ plan_unpack (struct pull_state *st, berth_error **err)
     return r;
   const char *sid = st->snapshotter->desc.id;
   bool stream = strcmp (sid, "overlayfs") == 0;
-  snprintf (st->staging_root, sizeof st->staging_root, "%s/io.berth.unpack", st->d->cfg->root);
+  /* Per daemon process: GC removes the trees of pulls that died with an
+   * earlier one (gc.h, GC_STAGING_DIR). */
+  snprintf (st->staging_root, sizeof st->staging_root, "%s/" GC_STAGING_DIR "/%s", st->d->cfg->root, gc_instance ());
   const char *parent = "";
   for (size_t i = 0; i < st->nunpack; i++)
     {
@@ -1092,9 +1164,26 @@ plan_unpack (struct pull_state *st, berth_error **err)
       parent = u->chain;
       struct meta_snapshot have;
       _cleanup_error_ berth_error *e = NULL;
+      /* A chain that exists is held by this pull's lease from the moment it
+       * is seen, under the metadata lock that GC holds from mark to sweep:
+       * otherwise a GC before the image record (which references it) may
+       * remove it, and the image names a snapshot that is gone (found by
+       * tests/faults/crash.sh, pull-after-snapshot-commit). */
+      meta_lock (st->d->meta);
       u->needed = meta_snapshot_get (st->d->meta, st->req->ns, sid, u->chain, &have, &e) < 0;
       if (!u->needed)
-        meta_snapshot_clear (&have);
+        {
+          meta_snapshot_clear (&have);
+          char type[64];
+          snprintf (type, sizeof type, "snapshots/%s", sid);
+          int hr = meta_lease_add_resource (st->d->meta, st->req->ns, st->lease, type, u->chain, err);
+          if (hr < 0)
+            {
+              meta_unlock (st->d->meta);
+              return hr;
+            }
+        }
+      meta_unlock (st->d->meta);
       if (!u->needed || !stream)
         continue;
       struct stream *s = calloc (1, sizeof *s);
@@ -1178,6 +1267,8 @@ commit_staged (struct pull_state *st, const struct snaps *sn, size_t i, const ch
                          sn->snapshotter, i);
   if (r == 0)
     r = move_staged (u->stream->staging, target, err);
+  if (r == 0)
+    r = sync_tree (target, err);
   mounts_clear (&mounts);
   return layer_snapshot_end (st, sn, u, key, r, err);
 }
@@ -1315,6 +1406,11 @@ lease_create (struct pull_state *st, int ttl_s, berth_error **err)
   snprintf (st->lease, sizeof st->lease, "berth-pull-%s", rnd);
   berth_labels l = { 0 };
   int r = labels_set (&l, "containerd.io/gc.expire", expire);
+  /* A pull's lease lives as long as the pull (it is deleted once the image
+   * is recorded); a content-only fetch's holds the content for its TTL,
+   * whatever becomes of this daemon. */
+  if (r == 0 && !st->req->content_only)
+    r = labels_set (&l, GC_LABEL_PULL_INSTANCE, gc_instance ());
   if (r == 0)
     r = meta_lease_create (st->d->meta, st->req->ns, st->lease, &l, NULL, err);
   else
@@ -1396,6 +1492,7 @@ pull_run (struct daemon *d, const struct pull_request *req, pull_progress_fn fn,
       };
       struct meta_image old;
       _cleanup_error_ berth_error *e = NULL;
+      BERTH_FAILPOINT ("pull-before-image-record");
       bool existed = meta_image_get (d->meta, req->ns, st.name, &old, &e) == 0;
       if (existed)
         meta_image_clear (&old);

@@ -42,6 +42,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <berth/failpoint.h>
+
 #include "cleanup.h"
 #include "core/unpack/stream.h"
 #include "core/unpack/tree.h"
@@ -1044,6 +1046,7 @@ unpack_apply (const char *root, unpack_read_fn read, void *data, const struct un
       if (r < 0)
         return r;
       u->in_entry = true;
+      BERTH_FAILPOINT ("unpack-entry");
       r = apply_entry (u, e, err);
       if (r < 0)
         return r;

@@ -38,7 +38,11 @@ shim_connect (const char *dir)
         return -errno;
       snprintf (sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/shim.sock", dfd);
     }
-  int fd = socket (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  /* Non-blocking: a stopped shim does not accept, and once its listen
+   * backlog is full a blocking connect() would wait for it forever (and a
+   * blocking send, once its receive queue is full).  On a unix socket a
+   * non-blocking connect either completes or fails with EAGAIN. */
+  int fd = socket (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return -errno;
   if (connect (fd, (struct sockaddr *)&sa, sizeof sa) < 0)

@@ -95,7 +95,9 @@ int64_t shimrt_now_ns (void);
 
 /* ---- protocol.c -------------------------------------------------------- */
 /* Connect to <dir>/shim.sock (through /proc/self/fd when the path is too
- * long for sun_path).  -errno on failure. */
+ * long for sun_path).  The socket is non-blocking: -EAGAIN when the shim's
+ * listen backlog is full (it does not accept), and shim_send gives -EAGAIN
+ * when its receive queue is.  -errno on failure. */
 int shim_connect (const char *dir);
 /* Send fields[0..n) as one message. -errno on failure. */
 int shim_send (int fd, const char *const *fields, size_t n);

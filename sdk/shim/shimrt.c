@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <berth/failpoint.h>
 #include "shimrt-private.h"
 
 #define META_MAX (64u << 10)
@@ -238,20 +239,45 @@ timeout_ms (struct shimrt *s)
   return s->timeout_ms ? s->timeout_ms : 10000;
 }
 
+static int32_t read_pid (const char *dir, const char *name);
+
 /* Send one request to t's shim and read the reply within the call deadline
  * (deadline_ms 0: none, ctx polled for cancellation).  A reply "err" becomes
- * its code and message; *ret holds the "ok" reply. */
+ * its code and message; *ret holds the "ok" reply.  A shim that does not
+ * take the request (stopped, its backlog or queue full) or does not answer
+ * in time gives BERTH_E_DEADLINE with a message naming the shim's pid, so
+ * that whoever reads it knows which process to look at. */
 static int
 shim_call (struct shimrt *s, struct shimrt_task *t, berth_ctx *ctx, bool no_deadline, const char *const *req, size_t n,
            struct shim_msg *ret, berth_error *err)
 {
   memset (ret, 0, sizeof *ret);
   int fd = shim_connect (t->dir);
+  /* `wait` has no deadline: it waits for a stopped shim to take it too,
+   * polling for cancellation. */
+  while (fd == -EAGAIN && no_deadline && !(ctx && s->host->ctx_cancelled (ctx)))
+    {
+      struct timespec ts = { 0, 200 * 1000 * 1000 };
+      nanosleep (&ts, NULL);
+      fd = shim_connect (t->dir);
+    }
+  if (fd == -EAGAIN && no_deadline)
+    return s->host->error_set (err, BERTH_E_CANCELLED, 0, "`%s` of task %s cancelled", req[0], t->id);
+  if (fd == -EAGAIN)
+    return s->host->error_set (err, BERTH_E_DEADLINE, 0,
+                               "berth-shim (pid %" PRId32 ") of task %s is not answering: it accepts no connection "
+                               "(stopped or stuck; `%s` not sent)",
+                               read_pid (t->dir, "shim.pid"), t->id, req[0]);
   if (fd < 0)
     return s->host->error_set (err, BERTH_E_UNAVAILABLE, -fd, "the shim of task %s is not reachable at %s/shim.sock",
                                t->id, t->dir);
   _cleanup_close_ int cfd = fd;
   int r = shim_send (fd, req, n);
+  if (r == -EAGAIN)
+    return s->host->error_set (err, BERTH_E_DEADLINE, 0,
+                               "berth-shim (pid %" PRId32 ") of task %s is not answering: its queue is full "
+                               "(stopped or stuck; `%s` not sent)",
+                               read_pid (t->dir, "shim.pid"), t->id, req[0]);
   if (r < 0)
     return s->host->error_set (err, BERTH_E_UNAVAILABLE, -r, "sending `%s` to the shim of task %s", req[0], t->id);
   uint32_t limit = timeout_ms (s);
@@ -264,7 +290,9 @@ shim_call (struct shimrt *s, struct shimrt_task *t, berth_ctx *ctx, bool no_dead
   r = shim_recv (s, ctx, fd, deadline, ret);
   if (r == -ETIMEDOUT)
     return s->host->error_set (err, BERTH_E_DEADLINE, 0,
-                               "the shim of task %s did not answer `%s` within %" PRIu32 " ms", t->id, req[0], limit);
+                               "berth-shim (pid %" PRId32 ") of task %s did not answer `%s` within %" PRIu32
+                               " ms (stopped or stuck?)",
+                               read_pid (t->dir, "shim.pid"), t->id, req[0], limit);
   if (r == -ECANCELED)
     return s->host->error_set (err, BERTH_E_CANCELLED, 0, "`%s` of task %s cancelled", req[0], t->id);
   if (r == -ECONNRESET)
@@ -941,8 +969,10 @@ create_task (struct shimrt *s, berth_ctx *ctx, const struct berth_task_create *r
   if (r == 0 && (r = meta_write (t, req->bundle, &io, log_path)) < 0)
     r = s->host->error_set (err, BERTH_E_INTERNAL, -r, "writing %s/meta", t->dir);
   int32_t pid = 0;
+  BERTH_FAILPOINT ("shim-start-before-spawn");
   if (r == 0)
     r = spawn_shim (s, t, req->bundle, &io, log_path, &pid, err);
+  BERTH_FAILPOINT ("shim-start-after-spawn");
   if (r == 0)
     {
       pthread_mutex_lock (&s->lock);

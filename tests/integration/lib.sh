@@ -80,6 +80,9 @@ start_berthd_config () {
   SOCK=$d/berth.sock
   BERTHD_LOG=$d/berthd.log
   echo "+ $BERTHD --config $cfg &  (log: $BERTHD_LOG)"
+  # Emptied here, not only by the child's redirection: a restart in the
+  # same directory must not see the previous daemon's "serving on".
+  : >"$BERTHD_LOG"
   "$BERTHD" --config "$cfg" >"$BERTHD_LOG" 2>&1 &
   BERTHD_PID=$!
   BERTHD_PIDS+=("$BERTHD_PID")

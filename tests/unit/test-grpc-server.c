@@ -1265,6 +1265,157 @@ goaway_and_eof (void *arg)
   return tc->goaway && tc->eof;
 }
 
+/* ---- limits against hostile clients (struct grpc_limits) ------------ */
+
+static bool
+tc_eof (void *arg)
+{
+  struct tclient *tc = arg;
+  return tc->eof;
+}
+
+static void
+set_limits (unsigned max_conns, size_t conn_buffer, unsigned request_ms, unsigned idle_ms)
+{
+  struct grpc_limits lim;
+  grpc_limits_default (&lim);
+  lim.max_connections = max_conns;
+  lim.max_conn_buffer = conn_buffer;
+  lim.request_timeout_ms = request_ms;
+  lim.idle_timeout_ms = idle_ms;
+  ck_assert_int_eq (grpc_server_set_limits (S, &lim), 0);
+}
+
+START_TEST (test_limits_out_of_range_are_refused)
+{
+  struct grpc_limits lim;
+  grpc_limits_default (&lim);
+  lim.max_conn_buffer = 1024;
+  ck_assert_int_eq (grpc_server_set_limits (S, &lim), BERTH_E_INVALID);
+  grpc_limits_default (&lim);
+  lim.max_connections = 0;
+  ck_assert_int_eq (grpc_server_set_limits (S, &lim), BERTH_E_INVALID);
+  grpc_limits_default (&lim);
+  lim.request_timeout_ms = 10;
+  ck_assert_int_eq (grpc_server_set_limits (S, &lim), BERTH_E_INVALID);
+}
+END_TEST
+
+START_TEST (test_partial_messages_past_the_connection_cap_are_resource_exhausted)
+{
+  set_limits (16, 64u << 10, 30000, 0);
+  struct tclient *tc = tc_new ();
+  /* 40 KiB declared on two streams: the second would pass 64 KiB. */
+  struct tstream *a = tc_open (tc, "/test.T/Sum");
+  ts_write_frame (tc, a, 0, 40u << 10, "x", 1, false);
+  struct tstream *b = tc_open (tc, "/test.T/Sum");
+  ts_write_frame (tc, b, 0, 40u << 10, "y", 1, false);
+  wait_closed (b);
+  ck_assert_int_eq (b->grpc_status, 8);
+  ck_assert_msg (strstr (b->grpc_message, "unfinished requests") != NULL, "%s", b->grpc_message);
+  ck_assert (!a->closed);
+  /* Another connection has its own share. */
+  struct tclient *tc2 = tc_new ();
+  struct tstream *c = tc_open (tc2, "/test.T/Sum");
+  ts_write_frame (tc2, c, 0, 40u << 10, "z", 1, false);
+  run_for (50);
+  ck_assert (!c->closed);
+  /* Once a's message is gone (reset), b's room is back. */
+  nghttp2_submit_rst_stream (tc->session, NGHTTP2_FLAG_NONE, a->id, NGHTTP2_CANCEL);
+  tc_pump (tc, false);
+  run_for (50);
+  struct tstream *d = tc_unary (tc, "/test.T/Echo", "ok", 2);
+  wait_closed (d);
+  ck_assert_int_eq (d->grpc_status, 0);
+  ts_free (a);
+  ts_free (b);
+  ts_free (c);
+  ts_free (d);
+  tc_free (tc);
+  tc_free (tc2);
+}
+END_TEST
+
+START_TEST (test_message_not_finished_within_request_timeout_is_deadline_exceeded)
+{
+  set_limits (16, 32u << 20, 200, 0);
+  struct tclient *tc = tc_new ();
+  struct tstream *ts = tc_open (tc, "/test.T/Sum");
+  ts_write_frame (tc, ts, 0, 100, "abc", 3, false);
+  wait_closed (ts);
+  ck_assert_int_eq (ts->grpc_status, 4);
+  ck_assert_msg (strstr (ts->grpc_message, "request_timeout") != NULL, "%s", ts->grpc_message);
+  /* A unary request never half-closed: the same. */
+  struct tstream *u = tc_open (tc, "/test.T/Echo");
+  ts_write_frame (tc, u, 0, 2, "hi", 2, false);
+  wait_closed (u);
+  ck_assert_int_eq (u->grpc_status, 4);
+  /* The connection itself is fine. */
+  struct tstream *ok = tc_unary (tc, "/test.T/Echo", "ok", 2);
+  wait_closed (ok);
+  ck_assert_int_eq (ok->grpc_status, 0);
+  ts_free (ts);
+  ts_free (u);
+  ts_free (ok);
+  tc_free (tc);
+}
+END_TEST
+
+START_TEST (test_half_a_frame_closes_the_connection_after_request_timeout)
+{
+  set_limits (16, 32u << 20, 200, 0);
+  struct raw r = { .fd = connect_unix (sockpath) };
+  fcntl (r.fd, F_SETFL, O_NONBLOCK);
+  ck_assert_int_eq (loop_add_fd (L, r.fd, EPOLLIN, raw_io, &r), 0);
+  ck_assert_int_eq (write (r.fd, "PRI * HTTP/2.0\r\n", 16), 16);
+  ck_assert (run_until (flag_set, &r.eof, 5000));
+  close (r.fd);
+}
+END_TEST
+
+START_TEST (test_idle_connection_gets_goaway_after_idle_timeout)
+{
+  set_limits (16, 32u << 20, 30000, 200);
+  struct tclient *tc = tc_new ();
+  struct tstream *ts = tc_unary (tc, "/test.T/Echo", "hi", 2);
+  wait_closed (ts);
+  ck_assert_int_eq (ts->grpc_status, 0);
+  ck_assert (run_until (goaway_and_eof, tc, 5000));
+  ts_free (ts);
+  tc_free (tc);
+}
+END_TEST
+
+START_TEST (test_past_max_connections_the_longest_idle_one_is_closed)
+{
+  set_limits (2, 32u << 20, 30000, 0);
+  struct tclient *a = tc_new ();
+  run_for (20);
+  struct tclient *b = tc_new ();
+  struct tstream *hold = tc_open (b, "/test.T/Sum"); /* b is busy */
+  run_for (20);
+  struct tclient *c = tc_new ();
+  ck_assert (run_until (goaway_and_eof, a, 5000));
+  struct tstream *ts = tc_unary (c, "/test.T/Echo", "hi", 2);
+  wait_closed (ts);
+  ck_assert_int_eq (ts->grpc_status, 0);
+  ck_assert (!b->eof);
+  /* b and c busy: a fourth connection is refused. */
+  struct tstream *hold2 = tc_open (c, "/test.T/Sum");
+  run_for (20);
+  struct tclient *d = tc_new ();
+  ck_assert (run_until (tc_eof, d, 5000));
+  ck_assert (!b->eof && !c->eof);
+  ts_free (hold);
+  ts_free (hold2);
+  ts_free (ts);
+  tc_free (a);
+  tc_free (b);
+  tc_free (c);
+  tc_free (d);
+}
+END_TEST
+
 START_TEST (test_shutdown_sends_goaway_closes_and_removes_the_socket)
 {
   struct tclient *tc = tc_new ();
@@ -1513,6 +1664,12 @@ grpc_server_suite (void)
   tcase_add_test (tc, test_slow_reader_holds_the_producer_back);
   tcase_add_test (tc, test_producer_ignoring_back_pressure_hits_the_hard_queue_bound);
   tcase_add_test (tc, test_garbage_bytes_close_that_connection_only);
+  tcase_add_test (tc, test_limits_out_of_range_are_refused);
+  tcase_add_test (tc, test_partial_messages_past_the_connection_cap_are_resource_exhausted);
+  tcase_add_test (tc, test_message_not_finished_within_request_timeout_is_deadline_exceeded);
+  tcase_add_test (tc, test_half_a_frame_closes_the_connection_after_request_timeout);
+  tcase_add_test (tc, test_idle_connection_gets_goaway_after_idle_timeout);
+  tcase_add_test (tc, test_past_max_connections_the_longest_idle_one_is_closed);
   tcase_add_test (tc, test_silent_client_does_not_block_others);
   tcase_add_test (tc, test_shutdown_sends_goaway_closes_and_removes_the_socket);
   tcase_add_test (tc, test_listen_creates_parents_and_applies_mode_and_group);

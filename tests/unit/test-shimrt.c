@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -769,6 +771,84 @@ START_TEST (test_a_stuck_shim_answers_unknown_within_the_deadline)
 }
 END_TEST
 
+/* A stopped shim accepts nothing: once its listen backlog is full a
+ * blocking connect() would wait for ever.  The call must fail at once,
+ * naming the shim's pid. */
+START_TEST (test_a_stopped_shim_with_a_full_backlog_fails_at_once)
+{
+  SKIP_IF_NEEDED ();
+  n_cfg = 0;
+  cfg_set ("shim_binary", shim_path);
+  cfg_set ("call_timeout_ms", "5000");
+  struct rt r;
+  char *state = join ("%s/backlog", workdir);
+  berth_error e = { 0 };
+  ck_assert_msg (rt_init (&r, berth_runtime_oci_entry, state, &e) == 0, "%s", e.msg);
+  char *bundle = make_bundle ("backlog", "sleep 60");
+  uint32_t status;
+  int32_t pid;
+  create_task (&r, "backlog", bundle, NULL, &status, &pid);
+  ck_ok (r.ops->start (r.self, &r.ctx, "backlog", NULL, NULL, err));
+  char *pidfile = join ("%s/default/backlog/shim.pid", state);
+  FILE *f = fopen (pidfile, "r");
+  ck_assert_ptr_nonnull (f);
+  int shim_pid = 0;
+  ck_assert_int_eq (fscanf (f, "%d", &shim_pid), 1);
+  fclose (f);
+  ck_assert_int_eq (kill (shim_pid, SIGSTOP), 0);
+
+  /* Fill the backlog. */
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  char *sock = join ("%s/default/backlog/shim.sock", state);
+  ck_assert_uint_lt (strlen (sock), sizeof sa.sun_path);
+  strcpy (sa.sun_path, sock);
+  int fill[256], n = 0;
+  for (; n < 256; n++)
+    {
+      fill[n] = socket (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      ck_assert_int_ge (fill[n], 0);
+      if (connect (fill[n], (struct sockaddr *)&sa, sizeof sa) < 0)
+        {
+          ck_assert_int_eq (errno, EAGAIN);
+          close (fill[n]);
+          break;
+        }
+    }
+  ck_assert_int_lt (n, 256);
+
+  int64_t t0 = now_us ();
+  ck_assert_int_eq (r.ops->kill (r.self, &r.ctx, "backlog", NULL, SIGKILL, 0, &e), BERTH_E_DEADLINE);
+  int64_t took = now_us () - t0;
+  ck_assert_msg (took < 1000000, "kill took %lld us", (long long)took);
+  char want[64];
+  snprintf (want, sizeof want, "berth-shim (pid %d)", shim_pid);
+  ck_assert_msg (strstr (e.msg, want) && strstr (e.msg, "accepts no connection"), "%s", e.msg);
+  struct berth_process_state st = task_state (&r, "backlog", NULL);
+  ck_assert_int_eq (st.status, BERTH_TASK_UNKNOWN);
+
+  for (int i = 0; i < n; i++)
+    close (fill[i]);
+  ck_assert_int_eq (kill (shim_pid, SIGCONT), 0);
+  /* The resumed shim first drains the dead connections of its backlog. */
+  int kr = BERTH_E_DEADLINE;
+  for (int i = 0; i < 100 && kr == BERTH_E_DEADLINE; i++)
+    {
+      berth_error e2 = { 0 };
+      if ((kr = r.ops->kill (r.self, &r.ctx, "backlog", NULL, SIGKILL, 0, &e2)) == BERTH_E_DEADLINE)
+        usleep (20 * 1000);
+    }
+  ck_assert_int_eq (kr, 0);
+  struct berth_task_exit ex = { .size = sizeof ex };
+  ck_ok (r.ops->wait (r.self, &r.ctx, "backlog", NULL, &ex, err));
+  ck_ok (r.ops->delete (r.self, &r.ctx, "backlog", NULL, &ex, err));
+  rt_fini (&r);
+  free (sock);
+  free (pidfile);
+  free (bundle);
+  free (state);
+}
+END_TEST
+
 START_TEST (test_wait_returns_when_cancelled)
 {
   SKIP_IF_NEEDED ();
@@ -964,6 +1044,7 @@ shimrt_suite (void)
   tcase_add_test (tc, test_a_killed_shim_reports_255_and_leaves_nothing);
   tcase_add_test (tc, test_wait_returns_when_cancelled);
   tcase_add_test (tc, test_a_stuck_shim_answers_unknown_within_the_deadline);
+  tcase_add_test (tc, test_a_stopped_shim_with_a_full_backlog_fails_at_once);
   tcase_add_test (tc, test_a_shim_gone_while_down_is_reported_at_reconnect);
   tcase_add_test (tc, test_crun_runs_on_this_host);
   tcase_add_test (tc, test_the_namespaces_runtime_runs_a_task);

@@ -82,9 +82,11 @@ struct ns_plan
   int join_fd[NS_N];  /* namespaces to join by path, -1 otherwise */
 };
 
+/* open_paths false: check the list only (nsrt_spec_check), opening nothing. */
 static int
-ns_plan_parse (json_object *config, struct ns_plan *p, struct nsrt_err *err)
+ns_plan_parse (json_object *config, struct ns_plan *p, bool open_paths, struct nsrt_err *err)
 {
+  bool join_user = false;
   p->new_flags = 0;
   for (size_t k = 0; k < NS_N; k++)
     p->join_fd[k] = -1;
@@ -109,8 +111,13 @@ ns_plan_parse (json_object *config, struct ns_plan *p, struct nsrt_err *err)
       if (seen & (1 << k))
         return nsrt_errf (err, 0, "linux.namespaces[%zu]: namespace `%s` given twice", i, type);
       seen |= 1 << k;
+      if (jget (n, "path") && path == NULL)
+        return nsrt_errf (err, 0, "linux.namespaces[%zu].path: not a string", i);
       if (path && path[0])
         {
+          join_user |= k == 0;
+          if (!open_paths)
+            continue;
           p->join_fd[k] = open (path, O_RDONLY | O_CLOEXEC);
           if (p->join_fd[k] < 0)
             return nsrt_errf (err, errno, "linux.namespaces[%zu].path: open %s", i, path);
@@ -121,7 +128,7 @@ ns_plan_parse (json_object *config, struct ns_plan *p, struct nsrt_err *err)
       else
         p->new_flags |= ns_types[k].flag;
     }
-  if (p->join_fd[0] >= 0 && (p->new_flags & CLONE_NEWPID))
+  if (join_user && (p->new_flags & CLONE_NEWPID))
     return nsrt_errf (err, 0, "linux.namespaces: joining a user namespace by path with a new pid namespace is not supported");
   return 0;
 }
@@ -473,6 +480,16 @@ exec_process (const struct proc_setup *s, int fifo_fd, const char *start_hooks_s
       nsrt_errf (&err, errno, "process.cwd: chdir %s", cwd);
       child_fail (sync, 1, &err);
     }
+  /* CVE-2024-21626: a cwd such as /proc/self/fd/N reaches whatever host
+   * directory fd N is (O_CLOEXEC does not help before execve).  getcwd()
+   * fails with ENOENT, or (raw syscall) answers "(unreachable)...", when the
+   * cwd is outside our root: refuse to start there. */
+  char where[4096];
+  if (getcwd (where, sizeof where) == NULL || where[0] != '/')
+    {
+      nsrt_errf (&err, 0, "process.cwd %s is outside the container's root filesystem", cwd);
+      child_fail (sync, 1, &err);
+    }
   char **argv = strv_from (jget (p, "args"));
   char **envp = strv_from (jget (p, "env"));
   char bin[4096];
@@ -505,12 +522,22 @@ exec_process (const struct proc_setup *s, int fifo_fd, const char *start_hooks_s
       close (w);
       close (fifo_fd);
     }
+  /* The host's /proc/<pid>/fd: nothing may resolve a path through it from
+   * here on (a #! interpreter named /proc/self/fd/N/.. is looked up inside
+   * execve, before the O_CLOEXEC fds go). */
+  if (s->proc_fd_dir >= 0)
+    close (s->proc_fd_dir);
   /* startContainer: in the container, after start, before the process */
   if (start_hooks_state && nsrt_hooks_run (s->config, "startContainer", start_hooks_state, &err) < 0)
     {
       dprintf (2, "berth-runtime: %s\n", err.msg);
       _exit (1);
     }
+  /* Close, not only mark: every fd above 2 is ours or our caller's and
+   * none is the container's.  Before the filter, which may refuse
+   * close_range; without no_new_privs the filter is already in, and the
+   * marks made at the top still close them at execve. */
+  syscall (SYS_close_range, 3U, ~0U, 0U);
   if (sc && nnp && nsrt_seccomp_load (sc, &err) < 0)
     {
       dprintf (2, "berth-runtime: %s\n", err.msg);
@@ -824,6 +851,37 @@ abs_path (const char *p, char *buf, size_t size)
 }
 
 int
+nsrt_spec_check (json_object *config, struct nsrt_err *err)
+{
+  if (config == NULL || !json_object_is_type (config, json_type_object))
+    return nsrt_errf (err, 0, "config.json: not a JSON object");
+  json_object *process = jget (config, "process"), *lnx = jget (config, "linux");
+  if (validate_process (process, err) < 0)
+    return -1;
+  json_object *term = jget (process, "terminal");
+  if (term && !json_object_is_type (term, json_type_boolean))
+    return nsrt_errf (err, 0, "process.terminal: not a boolean");
+  json_object *root = jget (config, "root");
+  if (root && !json_object_is_type (root, json_type_object))
+    return nsrt_errf (err, 0, "root: not an object");
+  const char *rootp = jstr (root, "path");
+  if (rootp == NULL || rootp[0] == '\0')
+    return nsrt_errf (err, 0, "root.path: missing");
+  if (lnx && !json_object_is_type (lnx, json_type_object))
+    return nsrt_errf (err, 0, "linux: not an object");
+  struct ns_plan ns;
+  if (ns_plan_parse (config, &ns, false, err) < 0)
+    return -1;
+  char uidmap[4096], gidmap[4096];
+  if (id_map_text (jget (lnx, "uidMappings"), "uidMappings", uidmap, sizeof uidmap, err) < 0
+      || id_map_text (jget (lnx, "gidMappings"), "gidMappings", gidmap, sizeof gidmap, err) < 0)
+    return -1;
+  if ((ns.new_flags & CLONE_NEWUSER) && (!uidmap[0] || !gidmap[0]))
+    return nsrt_errf (err, 0, "linux.uidMappings/gidMappings: a new user namespace needs both");
+  return nsrt_mounts_check (config, err);
+}
+
+int
 nsrt_create (const struct nsrt_opts *o, const struct nsrt_create_args *a)
 {
   struct nsrt_err err = { "" };
@@ -868,13 +926,8 @@ nsrt_create (const struct nsrt_opts *o, const struct nsrt_create_args *a)
   int sync[2] = { -1, -1 }, console_fd = -1, fifo_fd = -1;
   pid_t pid = -1;
   bool dir_made = false;
-  if (validate_process (process, &err) < 0)
+  if (nsrt_spec_check (config, &err) < 0)
     goto fail;
-  if (rootp == NULL || rootp[0] == '\0')
-    {
-      nsrt_errf (&err, 0, "root.path: missing");
-      goto fail;
-    }
   snprintf (rootfs, sizeof rootfs, "%s%s%s", rootp[0] == '/' ? "" : bundle, rootp[0] == '/' ? "" : "/", rootp);
   struct stat sb;
   if (stat (rootfs, &sb) < 0 || !S_ISDIR (sb.st_mode))
@@ -882,7 +935,7 @@ nsrt_create (const struct nsrt_opts *o, const struct nsrt_create_args *a)
       nsrt_errf (&err, errno ? errno : ENOTDIR, "root.path %s", rootfs);
       goto fail;
     }
-  if (ns_plan_parse (config, &ns, &err) < 0)
+  if (ns_plan_parse (config, &ns, true, &err) < 0)
     goto fail;
   char uidmap[4096], gidmap[4096];
   json_object *lnx = jget (config, "linux");
@@ -1286,8 +1339,8 @@ nsrt_exec (const struct nsrt_opts *o, const struct nsrt_exec_args *a)
           nsrt_errf (&err, errno, "become root in the container's user namespace");
           child_fail (sync[1], 1, &err);
         }
-      struct proc_setup s
-          = { .process = a->process, .config = st->config, .console_fd = console_fd, .sync = sync[1], .seccomp = sc };
+      struct proc_setup s = { .proc_fd_dir = -1, .process = a->process, .config = st->config,
+                              .console_fd = console_fd, .sync = sync[1], .seccomp = sc };
       exec_process (&s, -1, NULL);
     }
   close (sync[1]);

@@ -517,6 +517,48 @@ propagation_of (const char *s, bool *ok)
   return 0;
 }
 
+/* The checks of mount_one and nsrt_rootfs_prepare that need no system
+ * call, run by nsrt_spec_check before the clone so that a bad mount list
+ * fails create with its message and nothing set up. */
+int
+nsrt_mounts_check (json_object *config, struct nsrt_err *err)
+{
+  json_object *lnx = NULL, *mounts = NULL;
+  json_object_object_get_ex (config, "linux", &lnx);
+  const char *prop_s = jstr (lnx, "rootfsPropagation");
+  bool ok;
+  propagation_of (prop_s, &ok);
+  if (!ok)
+    return nsrt_errf (err, 0, "linux.rootfsPropagation: `%s` is not a propagation mode", prop_s);
+  if (!json_object_object_get_ex (config, "mounts", &mounts))
+    return 0;
+  if (!json_object_is_type (mounts, json_type_array))
+    return nsrt_errf (err, 0, "mounts: not an array");
+  for (size_t i = 0; i < json_object_array_length (mounts); i++)
+    {
+      json_object *mnt = json_object_array_get_idx (mounts, i);
+      char what[64];
+      snprintf (what, sizeof what, "mounts[%zu]", i);
+      if (!json_object_is_type (mnt, json_type_object))
+        return nsrt_errf (err, 0, "%s: not an object", what);
+      const char *dest = jstr (mnt, "destination"), *type = jstr (mnt, "type"), *src = jstr (mnt, "source");
+      json_object *opts = NULL;
+      json_object_object_get_ex (mnt, "options", &opts);
+      if (dest == NULL || dest[0] == '\0')
+        return nsrt_errf (err, 0, "%s.destination: missing", what);
+      struct mount_opts mo;
+      if (parse_mount_opts (opts, what, &mo, err) < 0)
+        return -1;
+      if (type && strcmp (type, "bind") == 0)
+        mo.bind = true;
+      if (!mo.bind && (type == NULL || type[0] == '\0'))
+        return nsrt_errf (err, 0, "%s (%s): no type and no bind option", what, dest);
+      if (mo.bind && (src == NULL || src[0] == '\0'))
+        return nsrt_errf (err, 0, "%s (%s): bind mount without a source", what, dest);
+    }
+  return 0;
+}
+
 int
 nsrt_rootfs_prepare (const struct nsrt_mount_ctx *m, struct nsrt_err *err)
 {

@@ -86,6 +86,11 @@ struct nsrt_create_args
   bool keep;          /* run only: no delete after exit */
   bool start;         /* run: start right after create */
 };
+/* Every check of config.json that create makes before it touches the
+ * system (process, root.path, namespaces, id mappings, terminal, mounts):
+ * pure, opens nothing; 0 or -1 with "what: why" in *err.  create runs it
+ * first; tests/fuzz/fuzz-nsrt-spec drives it with hostile input. */
+int nsrt_spec_check (json_object *config, struct nsrt_err *err);
 /* create (and start for run).  Returns the exit code for main. */
 int nsrt_create (const struct nsrt_opts *o, const struct nsrt_create_args *a);
 
@@ -115,6 +120,8 @@ struct nsrt_mount_ctx
   bool cgroupns;          /* a new cgroup namespace: cgroup mounts show its root */
   const char *cgroup_lines; /* /proc/self/cgroup text before the cgroup namespace */
 };
+/* The mount list and linux.rootfsPropagation, checked without a system call. */
+int nsrt_mounts_check (json_object *config, struct nsrt_err *err);
 /* Everything up to and including pivot_root: propagation, mounts,
  * devices, /dev symlinks.  After it the cwd is the new "/". */
 int nsrt_rootfs_prepare (const struct nsrt_mount_ctx *m, struct nsrt_err *err);

@@ -182,7 +182,20 @@ create_snapshot (struct native *s, berth_ctx *ctx, uint32_t kind, const char *ke
   if (r == 0 && (dir = native_path ("%s/%s", s->snapshots, snap->id)) == NULL)
     r = nomem (s, err);
   if (r == 0 && rename (td, dir) < 0)
-    r = native_sys_error (s, err, errno, "moving %s to %s", td, dir);
+    {
+      int e = errno;
+      /* A leftover of a creation that died before its commit (the id this
+       * transaction allocated came back): nothing owns it. */
+      if (e == ENOTEMPTY || e == EEXIST)
+        {
+          s->host->log (s->plugin, BERTH_LOG_WARNING, "removing %s, left by a snapshot creation that did not commit",
+                        dir);
+          r = berth_snapstore_remove_tree (s->store, AT_FDCWD, dir, err);
+          e = r == 0 && rename (td, dir) < 0 ? errno : 0;
+        }
+      if (r == 0 && e != 0)
+        r = native_sys_error (s, err, e, "moving %s to %s", td, dir);
+    }
   if (r == 0)
     {
       r = tx_commit (&tx, err);

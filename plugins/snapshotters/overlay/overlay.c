@@ -264,7 +264,19 @@ create_in_tx (struct ovl *s, berth_snaptx *tx, uint32_t kind, const char *key, c
   _cleanup_str_ char *path = ovl_path ("%s/%s", s->snapshots, (*snap)->id);
   if (path == NULL)
     return nomem (s, err);
-  if (rename (*td, path) < 0)
+  int rc = rename (*td, path);
+  if (rc < 0 && (errno == ENOTEMPTY || errno == EEXIST))
+    {
+      /* The id was allocated by this very transaction: a directory under it
+       * is the leftover of a creation that moved its tree and died before
+       * its commit (so the id came back).  Nothing owns it. */
+      s->host->log (s->plugin, BERTH_LOG_WARNING, "removing %s, left by a snapshot creation that did not commit",
+                    path);
+      if ((r = berth_snapstore_remove_tree (s->store, AT_FDCWD, path, err)) < 0)
+        return r;
+      rc = rename (*td, path);
+    }
+  if (rc < 0)
     return sys_error (s, err, errno, "renaming the new snapshot to", path);
   free (*td);
   *td = TAKE_STR (path);

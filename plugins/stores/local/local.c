@@ -671,12 +671,25 @@ local_fini (void *self)
   free (s);
 }
 
-/* Remove ingests not written for ingest_max_age seconds; one log line each. */
-static void
-clean_stale_ingests (struct local *s)
+/* An ingest whose expected blob is in the store can never be written or
+ * committed again (a writer for that digest gets EXISTS at open): it is
+ * what a crash between the commit's rename and the ingest's removal leaves
+ * (the data gone into blobs/, the ref and its other files still here). */
+static bool
+ingest_committed (struct local *s, const struct berth_content_status *st)
 {
-  if (s->ingest_max_age <= 0)
-    return;
+  struct local_digest d;
+  if (st->expected[0] == '\0' || local_digest_parse (s, st->expected, &d, NULL) < 0)
+    return false;
+  struct stat bs;
+  return blob_stat (s, &d, &bs, NULL) == 0;
+}
+
+/* At start-up: remove ingests whose blob is committed, and those not
+ * written for ingest_max_age seconds (0: keep them); one log line each. */
+static void
+clean_ingests (struct local *s)
+{
   DIR *dir = opendir (s->ingest);
   if (dir == NULL)
     return;
@@ -694,15 +707,25 @@ clean_stale_ingests (struct local *s)
       char *ref = NULL;
       int64_t updated;
       struct stat ds;
+      bool committed = false;
       if (local_ingest_status (s, path, &st, &ref) == 0)
-        updated = st.updated_at;
+        {
+          updated = st.updated_at;
+          committed = ingest_committed (s, &st);
+        }
       else
         updated = stat (path, &ds) == 0 ? local_stat_mtime_ns (&ds) : now; /* no ref file: half-created */
-      if (now - updated > max)
+      if (committed || (s->ingest_max_age > 0 && now - updated > max))
         {
           int r = local_rm_ingest_dir (path);
           if (r < 0)
-            s->host->log (s->plugin, BERTH_LOG_WARNING, "cannot remove stale ingest %s: %s", path, strerror (-r));
+            s->host->log (s->plugin, BERTH_LOG_WARNING, "cannot remove %s ingest %s: %s",
+                          committed ? "committed" : "stale", path, strerror (-r));
+          else if (committed)
+            s->host->log (s->plugin, BERTH_LOG_INFO,
+                          "removed ingest %s (ref %s): its blob %s is committed (a commit interrupted after its "
+                          "rename)",
+                          e->d_name, ref ? ref : "?", st.expected);
           else
             s->host->log (s->plugin, BERTH_LOG_INFO,
                           "removed stale ingest %s (ref %s, %" PRId64 " bytes, last written %" PRId64 "s ago)",
@@ -759,7 +782,7 @@ local_init (const struct berth_host *host, const struct berth_init_ctx *ictx, vo
   if (r < 0)
     return local_sys_error (s, err, -r, "creating the store under %s", s->root);
 
-  clean_stale_ingests (s);
+  clean_ingests (s);
 
   host->set_export (ictx->plugin, "root", s->root);
   host->add_capability (ictx->plugin, "resumable-ingest");

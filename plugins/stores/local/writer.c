@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <berth/failpoint.h>
 
 #include "local.h"
 
@@ -633,6 +634,7 @@ local_writer_commit (void *self, berth_content_writer *w, int64_t size, const ch
       fchmod (w->fd, 0600);
       goto out;
     }
+  BERTH_FAILPOINT ("content-commit-before-rename");
   r = renameat2 (AT_FDCWD, w->data, AT_FDCWD, target, RENAME_NOREPLACE);
   if (r < 0 && (errno == EINVAL || errno == ENOSYS))
     {
@@ -662,6 +664,7 @@ local_writer_commit (void *self, berth_content_writer *w, int64_t size, const ch
        * the blob is complete and verified. */
       s->host->log (s->plugin, BERTH_LOG_WARNING, "fsync of %s failed: %s", dir, strerror (-r));
     }
+  BERTH_FAILPOINT ("content-commit-after-rename");
   finish_ingest (w);
   r = 0;
 out:
