@@ -80,6 +80,26 @@ START_TEST (test_malformed_filters_are_refused_with_position)
 }
 END_TEST
 
+START_TEST (test_explosive_regexes_are_refused)
+{
+  /* glibc's regcomp copies a subexpression per repetition: these would take
+   * gigabytes or minutes (found by tests/fuzz/fuzz-filters). */
+  const char *bad[] = { "id~=a++++++++++++++++++++++++", "id~=a{1001}", "id~=(a)\\1" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    {
+      _cleanup_error_ berth_error *err = NULL;
+      filter_set *fs = NULL;
+      ck_assert_int_eq (filters_parse (&bad[i], 1, &fs, &err), BERTH_E_INVALID);
+      ck_assert_ptr_nonnull (strstr (berth_error_message (err), "regular expression"));
+    }
+  const char *good = "id~=^ab{2}.*?c$";
+  _cleanup_error_ berth_error *err = NULL;
+  filter_set *fs = NULL;
+  ck_assert_int_eq (filters_parse (&good, 1, &fs, &err), 0);
+  filters_free (fs);
+}
+END_TEST
+
 static Suite *
 filters_suite (void)
 {
@@ -88,6 +108,7 @@ filters_suite (void)
   tcase_add_test (tc, test_conjunction_and_alternatives);
   tcase_add_test (tc, test_operators_presence_and_quoted_fields);
   tcase_add_test (tc, test_malformed_filters_are_refused_with_position);
+  tcase_add_test (tc, test_explosive_regexes_are_refused);
   suite_add_tcase (s, tc);
   return s;
 }
