@@ -209,7 +209,7 @@ check_completion() {
     echo "+ complete: berth $*<TAB> -> $got"
     [ "$got" = "$want" ] || { echo "FAIL: expected: $want"; FAILED=1; }
 }
-check_completion "attach containers content create exec gc images inspect kill leases login logout logs namespaces pause plugins ps pull restart rm rmi run snapshots start stats stop tag tasks top unpause version wait help" ""
+check_completion "attach containers content create exec fsck gc images inspect kill leases login logout logs namespaces pause plugins ps pull restart rm rmi run snapshots start stats stop system tag tasks top unpause version wait help" ""
 check_completion "create label ls rm" namespaces ""
 check_completion "label ls" ns l
 check_completion "--detailed --format --help" plugins ls --
