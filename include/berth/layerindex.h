@@ -149,6 +149,9 @@ struct berth_layerindex_opts
   uint64_t max_toc;         /* [256 MiB] uncompressed TOC, and index file size */
   uint64_t max_chunk;       /* [64 MiB] one eStargz chunk */
   const char *toc_digest;   /* eStargz: expected TOC digest (the annotation), or NULL */
+  /* Appended (check size): */
+  const char *diff_id;      /* tar builds: expected "sha256:<64 hex>" of the uncompressed
+                               stream (the config's rootfs.diff_ids entry), or NULL */
 };
 
 /* The containerd annotation that carries an eStargz layer's TOC digest. */
@@ -168,6 +171,9 @@ BERTH_PUBLIC uint32_t berth_layerindex_compression_of (const char *media_type);
 /* Read the blob [0, blob_size) through read_at and index it.  media_type as
  * in the manifest (or NULL with `compression` set).  read_at/data are kept
  * by the index for later reads and must outlive it.  opts may be NULL.
+ * The uncompressed stream is hashed on the way (berth_layerindex_diff_id);
+ * with opts->diff_id set, a different hash is PRECONDITION naming both
+ * digests and no index is made.
  * INVALID for a corrupt stream or tar, a broken rule or limit (the message
  * names the entry), NOTSUP for sparse files or an unknown media type. */
 BERTH_PUBLIC int berth_layerindex_build (const struct berth_host *host, berth_layerindex_read_at_fn read_at, void *data,
@@ -235,6 +241,17 @@ BERTH_PUBLIC int berth_layerindex_cursor_read (berth_layerindex_cursor *c, const
 /* Accepts NULL. */
 BERTH_PUBLIC void berth_layerindex_cursor_free (berth_layerindex_cursor *c);
 
+/* The piece [*ret_start, *ret_end) of e's content (file offsets, clipped
+ * to the file) around `off` that decodes from one place: from one
+ * checkpoint to the next (tar gzip/zstd), one chunk (eStargz), the whole
+ * file (uncompressed).  Reading such a piece with a cursor decodes no byte
+ * that is not in it (but those of the file's first piece before the file),
+ * and different pieces can be decoded on different threads at once, one
+ * cursor each: a FUSE server reads ahead that way.  INVALID for an entry
+ * that is not a regular file of this index or off >= its size. */
+BERTH_PUBLIC int berth_layerindex_span (const berth_layerindex *idx, const struct berth_layerindex_entry *e,
+                                        uint64_t off, uint64_t *ret_start, uint64_t *ret_end, berth_error *err);
+
 /* eStargz: decode chunk i of e from `src`, the blob bytes starting at
  * chunk->offset (at least up to the end of the chunk's data; [offset,
  * compressed_end) always suffices), into dst (chunk->chunk_size bytes) and
@@ -255,6 +272,10 @@ BERTH_PUBLIC uint64_t berth_layerindex_toc_offset (const berth_layerindex *idx);
  * decompression checkpoints. */
 BERTH_PUBLIC uint64_t berth_layerindex_stream_size (const berth_layerindex *idx);
 BERTH_PUBLIC size_t berth_layerindex_checkpoints (const berth_layerindex *idx);
+/* "sha256:..." of the uncompressed tar stream (the layer's diffID): known
+ * for indexes made by berth_layerindex_build and for index files saved from
+ * them (file version 2); NULL otherwise (eStargz, version 1 files). */
+BERTH_PUBLIC const char *berth_layerindex_diff_id (const berth_layerindex *idx);
 
 /* ---- eStargz writer ----------------------------------------------------- */
 

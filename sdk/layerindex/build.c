@@ -5,14 +5,21 @@
  * checkpoints on the way.  Because libarchive consumes exactly the header
  * blocks of an entry before returning it, archive_filter_bytes(a, 0) is then
  * the offset of the entry's data in the uncompressed stream.
+ *
+ * Every uncompressed byte also goes through SHA-256 (OpenSSL EVP): the
+ * result is the layer's diffID, which a caller that knows the image config
+ * can insist on (opts->diff_id) so that an index is never made for a blob
+ * whose content is not what the config says.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <openssl/evp.h>
 
 #include "layerindex-private.h"
 #include "stream.h"
@@ -24,9 +31,20 @@ struct build
   berth_layerindex *idx;
   struct li_stream s;
   unsigned char *out;
+  EVP_MD_CTX *md; /* the diffID */
   berth_error *err;
   int r;
 };
+
+/* The next uncompressed bytes, hashed. */
+static int
+build_read (struct build *b, size_t *ret_n)
+{
+  int r = li_stream_read (&b->s, b->out, OUT_CAP, ret_n, b->err);
+  if (r == 0 && *ret_n > 0 && EVP_DigestUpdate (b->md, b->out, *ret_n) != 1)
+    r = li_error (b->idx, b->err, BERTH_E_INTERNAL, "SHA-256 failed");
+  return r;
+}
 
 static la_ssize_t
 cb_read (struct archive *a, void *data, const void **buf)
@@ -35,7 +53,7 @@ cb_read (struct archive *a, void *data, const void **buf)
   size_t n = 0;
   if (b->r < 0)
     return -1;
-  b->r = li_stream_read (&b->s, b->out, OUT_CAP, &n, b->err);
+  b->r = build_read (b, &n);
   if (b->r < 0)
     {
       archive_set_error (a, EIO, "decompression failed");
@@ -206,7 +224,7 @@ build_entries (struct build *b, struct li_list *l)
   while (r == 0)
     {
       size_t n = 0;
-      r = li_stream_read (&b->s, b->out, OUT_CAP, &n, b->err);
+      r = build_read (b, &n);
       if (r == 0 && n == 0)
         break;
     }
@@ -231,6 +249,15 @@ berth_layerindex_build (const struct berth_host *host, berth_layerindex_read_at_
       berth_layerindex_free (idx);
       return r;
     }
+  const char *want = NULL;
+  if (opts != NULL && opts->size >= offsetof (struct berth_layerindex_opts, diff_id) + sizeof opts->diff_id)
+    want = opts->diff_id;
+  if (want != NULL && !li_digest_valid (want))
+    {
+      int r = li_error (idx, err, BERTH_E_INVALID, "`%s` is not a sha256 diffID", want);
+      berth_layerindex_free (idx);
+      return r;
+    }
   idx->format = LI_FORMAT_TAR;
   idx->compression = compression;
   struct build b = { .idx = idx, .err = err };
@@ -238,8 +265,26 @@ berth_layerindex_build (const struct berth_host *host, berth_layerindex_read_at_
   int r = li_stream_open (&b.s, idx, compression, NULL, true, err);
   if (r == 0 && (b.out = malloc (OUT_CAP)) == NULL)
     r = li_nomem (idx, err);
+  if (r == 0 && ((b.md = EVP_MD_CTX_new ()) == NULL || EVP_DigestInit_ex (b.md, EVP_sha256 (), NULL) != 1))
+    r = li_nomem (idx, err);
   if (r == 0)
     r = build_entries (&b, &l);
+  if (r == 0)
+    {
+      unsigned char md[32];
+      unsigned int mdlen = 0;
+      if (EVP_DigestFinal_ex (b.md, md, &mdlen) != 1 || (idx->diff_id = malloc (80)) == NULL)
+        r = li_nomem (idx, err);
+      else
+        {
+          strcpy (idx->diff_id, "sha256:");
+          for (int i = 0; i < 32; i++)
+            snprintf (idx->diff_id + 7 + 2 * i, 3, "%02x", md[i]);
+          if (want != NULL && strcmp (want, idx->diff_id) != 0)
+            r = li_error (idx, err, BERTH_E_PRECONDITION,
+                          "the layer's uncompressed content is %s, not the expected diffID %s", idx->diff_id, want);
+        }
+    }
   if (r == 0)
     {
       idx->stream_size = b.s.out_pos;
@@ -251,6 +296,7 @@ berth_layerindex_build (const struct berth_host *host, berth_layerindex_read_at_
     }
   li_stream_close (&b.s);
   free (b.out);
+  EVP_MD_CTX_free (b.md);
   li_list_clear (&l);
   if (r < 0)
     {

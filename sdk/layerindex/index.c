@@ -76,6 +76,7 @@ li_new (const struct berth_host *host, berth_layerindex_read_at_fn read_at, void
   idx->blob_size = blob_size;
   li_opts_defaults (&idx->opts, opts);
   idx->opts.toc_digest = NULL; /* borrowed; not kept */
+  idx->opts.diff_id = NULL;
   return idx;
 }
 
@@ -669,6 +670,12 @@ berth_layerindex_checkpoints (const berth_layerindex *idx)
   return idx ? idx->n_ckpts : 0;
 }
 
+const char *
+berth_layerindex_diff_id (const berth_layerindex *idx)
+{
+  return idx ? idx->diff_id : NULL;
+}
+
 void
 berth_layerindex_free (berth_layerindex *idx)
 {
@@ -688,6 +695,7 @@ berth_layerindex_free (berth_layerindex *idx)
     free (idx->ckpts[i].window);
   free (idx->ckpts);
   free (idx->toc_digest);
+  free (idx->diff_id);
   free (idx->prefetch);
   for (size_t i = 0; i < idx->n_prefetch_paths; i++)
     free (idx->prefetch_paths[i]);

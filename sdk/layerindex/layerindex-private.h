@@ -50,6 +50,7 @@ struct berth_layerindex
   struct li_checkpoint *ckpts;
   size_t n_ckpts;
   uint64_t stream_size;
+  char *diff_id; /* "sha256:..." of the uncompressed stream, or NULL */
 
   uint64_t toc_offset;
   char *toc_digest;

@@ -10,6 +10,7 @@
  *                u32 n_chunks {u64 offset inner_offset chunk_offset chunk_size, str digest}
  *   checkpoints: u64 out u64 in u8 bits u8 member_start str window (deflated)
  *   prefetch:    str path
+ *   (version 2)  str diff_id
  *   32 bytes:    SHA-256 of everything before
  * str = u32 length + bytes, 0xffffffff for NULL.  Hard links carry only
  * their target's path: the loader links them again.  The loader trusts
@@ -30,7 +31,7 @@
 #include "layerindex-private.h"
 
 #define MAGIC "BERTHLIX"
-#define VERSION 1
+#define VERSION 2 /* 2 added diff_id; 1 is still read */
 #define NULL_LEN UINT32_MAX
 
 struct wbuf
@@ -149,6 +150,7 @@ berth_layerindex_save (const berth_layerindex *idx, const char *path, berth_erro
     }
   for (size_t i = 0; i < idx->n_prefetch; i++)
     put_str (&b, idx->prefetch[i]->path);
+  put_str (&b, idx->diff_id);
   unsigned char md[32];
   if (!b.oom)
     EVP_Digest (b.p, b.n, md, NULL, EVP_sha256 (), NULL);
@@ -356,6 +358,7 @@ berth_layerindex_load_buffer (const struct berth_host *host, const void *buf, si
   int r = 0;
   unsigned char md[32];
   char magic[8];
+  uint32_t version = 0;
   if (len < 8 + 32 + 4 || len > idx->opts.max_toc * 4)
     r = li_error (idx, err, BERTH_E_INVALID, "index file: bad size %zu", len);
   else
@@ -365,8 +368,8 @@ berth_layerindex_load_buffer (const struct berth_host *host, const void *buf, si
       get (&b, magic, 8);
       if (memcmp (magic, MAGIC, 8) != 0)
         r = li_error (idx, err, BERTH_E_INVALID, "index file: not a berth layer index");
-      else if (get_u32 (&b) != VERSION)
-        r = li_error (idx, err, BERTH_E_INVALID, "index file: unsupported version");
+      else if ((version = get_u32 (&b)) < 1 || version > VERSION)
+        r = li_error (idx, err, BERTH_E_INVALID, "index file: unsupported version %" PRIu32, version);
       else if (memcmp (md, (const unsigned char *) buf + len - 32, 32) != 0)
         r = li_error (idx, err, BERTH_E_INVALID, "index file: checksum mismatch");
     }
@@ -449,6 +452,12 @@ berth_layerindex_load_buffer (const struct berth_host *host, const void *buf, si
       idx->n_prefetch_paths = i + 1;
       if (idx->prefetch_paths[i] == NULL)
         r = oom ? li_nomem (idx, err) : li_error (idx, err, BERTH_E_INVALID, "index file: prefetch list truncated");
+    }
+  if (r == 0 && version >= 2)
+    {
+      idx->diff_id = get_bytes (&b, 80, true, NULL, &oom);
+      if (b.bad || (idx->diff_id != NULL && !li_digest_valid (idx->diff_id)))
+        r = oom ? li_nomem (idx, err) : li_error (idx, err, BERTH_E_INVALID, "index file: bad diff_id");
     }
   if (r == 0 && b.at != b.n)
     r = li_error (idx, err, BERTH_E_INVALID, "index file: %zu bytes of trailing data", b.n - b.at);

@@ -14,6 +14,7 @@ struct li_stream
   bool record; /* collect checkpoints (indexing) */
   z_stream z;
   bool z_init, raw;
+  void *isal; /* struct inflate_state: reads (not indexing) with ISA-L igzip, when built with it */
   ZSTD_DStream *zs;
   bool mid_frame;
   unsigned char *in;

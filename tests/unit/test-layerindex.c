@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -497,6 +500,133 @@ START_TEST (test_index_file_round_trips)
 }
 END_TEST
 
+static void
+sha256_of (const struct blob *b, char out[80])
+{
+  unsigned char md[32];
+  EVP_Digest (b->p, b->n, md, NULL, EVP_sha256 (), NULL);
+  strcpy (out, "sha256:");
+  for (int i = 0; i < 32; i++)
+    snprintf (out + 7 + 2 * i, 3, "%02x", md[i]);
+}
+
+START_TEST (test_diff_id_is_the_hash_of_the_uncompressed_tar)
+{
+  setup_layer ();
+  char want[80];
+  sha256_of (&tar_blob, want);
+  struct blob gz = gzip_blob (&tar_blob, 3), zs = zstd_blob (&tar_blob, 300 * 1024);
+  berth_layerindex *idx = build (&gz, BERTH_LAYERINDEX_GZIP, 65536), *back = NULL;
+  ck_assert_str_eq (berth_layerindex_diff_id (idx), want);
+  berth_layerindex *plain = build (&tar_blob, BERTH_LAYERINDEX_NONE, 0), *z = build (&zs, BERTH_LAYERINDEX_ZSTD, 0);
+  ck_assert_str_eq (berth_layerindex_diff_id (plain), want);
+  ck_assert_str_eq (berth_layerindex_diff_id (z), want);
+
+  /* kept in the index file */
+  char path[512];
+  snprintf (path, sizeof path, "%s/diffid.idx", workdir);
+  ck_ok (berth_layerindex_save (idx, path, err));
+  ck_ok (berth_layerindex_load (&host, path, mem_read_at, &gz, gz.n, NULL, &back, err));
+  ck_assert_str_eq (berth_layerindex_diff_id (back), want);
+  berth_layerindex_free (back);
+  back = NULL;
+
+  /* insisted on */
+  struct berth_layerindex_opts o = { .size = sizeof o, .diff_id = want };
+  ck_ok (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err));
+  berth_layerindex_free (back);
+  back = NULL;
+  char wrong[80];
+  snprintf (wrong, sizeof wrong, "sha256:%064d", 0);
+  o.diff_id = wrong;
+  ck_fails (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err),
+            BERTH_E_PRECONDITION, want);
+  ck_fails (berth_layerindex_build (&host, mem_read_at, &zs, zs.n, NULL, BERTH_LAYERINDEX_ZSTD, &o, &back, err),
+            BERTH_E_PRECONDITION, wrong);
+  o.diff_id = "sha256:nothex";
+  ck_fails (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err),
+            BERTH_E_INVALID, "not a sha256 diffID");
+  ck_assert_ptr_null (back);
+  /* an older caller's opts, without the field: no check */
+  o.size = (uint32_t) offsetof (struct berth_layerindex_opts, diff_id);
+  o.diff_id = wrong;
+  ck_ok (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err));
+  berth_layerindex_free (back);
+  berth_layerindex_free (idx);
+  berth_layerindex_free (plain);
+  berth_layerindex_free (z);
+  free (gz.p);
+  free (zs.p);
+}
+END_TEST
+
+/* Spans tile a file and each decodes on its own, in any order, with
+ * several cursors: what a FUSE server decoding ahead on threads does. */
+static void
+check_spans (berth_layerindex *idx, bool many)
+{
+  char path[512];
+  snprintf (path, sizeof path, "%s/tree/big", workdir);
+  size_t len;
+  unsigned char *want = slurp (path, &len);
+  ck_assert_ptr_nonnull (want);
+  const struct berth_layerindex_entry *e = berth_layerindex_lookup (idx, "big");
+  ck_assert_ptr_nonnull (e);
+  uint64_t starts[4096], ends[4096];
+  size_t n = 0;
+  for (uint64_t at = 0; at < e->size; n++)
+    {
+      ck_assert_uint_lt (n, 4096);
+      ck_ok (berth_layerindex_span (idx, e, at + (n % 3) * 7 % (n + 1), &starts[n], &ends[n], err));
+      ck_assert_uint_eq (starts[n], at);
+      ck_assert_uint_gt (ends[n], at);
+      at = ends[n];
+    }
+  ck_assert_uint_eq (ends[n - 1], e->size);
+  if (many)
+    ck_assert_uint_gt (n, 20);
+  else
+    ck_assert_uint_eq (n, 1);
+  berth_layerindex_cursor *c[2];
+  ck_ok (berth_layerindex_cursor_new (idx, &c[0], err));
+  ck_ok (berth_layerindex_cursor_new (idx, &c[1], err));
+  unsigned char *got = malloc (len);
+  for (size_t k = n; k-- > 0;)
+    {
+      size_t r = 0;
+      ck_ok (berth_layerindex_cursor_read (c[k % 2], e, starts[k], got + starts[k], (size_t) (ends[k] - starts[k]),
+                                           &r, err));
+      ck_assert_uint_eq (r, ends[k] - starts[k]);
+    }
+  ck_assert_msg (memcmp (got, want, len) == 0, "spans read back differ");
+  uint64_t s, t;
+  ck_fails (berth_layerindex_span (idx, e, e->size, &s, &t, err), BERTH_E_INVALID, "no data");
+  ck_fails (berth_layerindex_span (idx, berth_layerindex_lookup (idx, "d"), 0, &s, &t, err), BERTH_E_INVALID,
+            "no data");
+  berth_layerindex_cursor_free (c[0]);
+  berth_layerindex_cursor_free (c[1]);
+  free (got);
+  free (want);
+}
+
+START_TEST (test_spans_tile_a_file_and_decode_alone)
+{
+  setup_layer ();
+  struct blob gz = gzip_blob (&tar_blob, 5), one = zstd_blob (&tar_blob, tar_blob.n);
+  berth_layerindex *idx = build (&gz, BERTH_LAYERINDEX_GZIP, 65536);
+  check_spans (idx, true);
+  berth_layerindex_free (idx);
+  idx = build (&one, BERTH_LAYERINDEX_ZSTD, 0);
+  check_spans (idx, false);
+  berth_layerindex_free (idx);
+  idx = build (&tar_blob, BERTH_LAYERINDEX_NONE, 0);
+  check_spans (idx, false);
+  berth_layerindex_free (idx);
+  free (gz.p);
+  free (one.p);
+}
+END_TEST
+
 /* Truncate the tar at `cut` and put a header of our own there. */
 static struct blob
 tar_with_entry (const char *name, char type, size_t size)
@@ -586,6 +716,8 @@ layerindex_suite (void)
   tcase_add_test (tc, test_gzip_with_many_members);
   tcase_add_test (tc, test_zstd_reads_from_frame_starts);
   tcase_add_test (tc, test_index_file_round_trips);
+  tcase_add_test (tc, test_diff_id_is_the_hash_of_the_uncompressed_tar);
+  tcase_add_test (tc, test_spans_tile_a_file_and_decode_alone);
   tcase_add_test (tc, test_hostile_layers_are_refused_naming_the_entry);
   tcase_add_test (tc, test_media_types_map_to_compressions);
   suite_add_tcase (s, tc);

@@ -1,17 +1,32 @@
 /* berth-fuse: serve one image layer read-only over FUSE, straight from its
  * blob in the content store (issue 7, part 1).
  *
- *   berth-fuse index --blob BLOB (--media-type TYPE | --estargz) --out INDEX
+ *   berth-fuse index --blob BLOB (--media-type TYPE | --estargz) [--diff-id sha256:HEX]
+ *              [--checkpoint-span BYTES] --out INDEX
  *   berth-fuse mount --blob BLOB (--index INDEX | --media-type TYPE | --estargz)
- *              [--xattr-prefix trusted|user] [--threads N] [--log FILE]
- *              [--foreground] MOUNTPOINT
+ *              [--xattr-prefix trusted|user] [--threads N] [--readahead-kb N]
+ *              [--log FILE] [--foreground] MOUNTPOINT
  *   berth-fuse check --blob BLOB --index INDEX
  *
- * `mount` mounts, then detaches into its own session (the parent exits 0
- * only once the mount serves), so the process outlives whoever started it
- * (berthd) and keeps containers' root filesystems alive across a daemon
- * restart.  It exits when the mount goes away (umount, fusermount3 -u) or
- * on SIGTERM/SIGINT/SIGHUP (then it unmounts).
+ * Exit status: 0; 1 on an error (said on stderr); 2 for bad usage; 3 when
+ * `index` meets content it cannot serve (a sparse file: the snapshotter
+ * unpacks such a layer instead).
+ *
+ * BLOB may be /dev/fd/N or /proc/self/fd/N: the fuse snapshotter hands the
+ * blob over as an inherited descriptor, which is then used as it is.
+ *
+ * `mount` mounts, then detaches into its own session; the parent exits 0
+ * only once the server has answered the kernel's INIT (1, and the mount
+ * taken down, if the server dies before), so the process outlives whoever
+ * started it (berthd) and keeps containers' root filesystems alive across a
+ * daemon restart.  It exits when the mount goes away (umount, fusermount3
+ * -u) or on SIGTERM/SIGINT/SIGHUP (then it unmounts).
+ *
+ * Reads of compressed layers go through per-file blocks that are decoded by
+ * a pool of threads (one per CPU): a block is one piece of the layer that
+ * decodes from one checkpoint (berth_layerindex_span), so a sequential
+ * reader gets the next blocks inflated on the other CPUs while the kernel
+ * copies the current one.  Uncompressed layers are spliced from the blob.
  *
  * The tree is presented in the form overlayfs expects of a lower layer, so
  * that a writable container is a kernel overlay mount with FUSE lowerdirs:
@@ -38,7 +53,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -47,6 +64,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,7 +73,15 @@
 #include <berth/layerindex.h>
 #include <berth/plugin.h>
 
-#define BLOCK_SIZE (UINT64_C (1) << 20) /* decompressed block kept per open file */
+#include "remote.h"
+
+#define BLOCK_MAX (UINT64_C (4) << 20) /* a span up to this size is one block */
+#define SUB_BLOCK (UINT64_C (1) << 20) /* a longer span goes in blocks of this size, in order */
+#define BLOCKS 16                       /* blocks kept per open file */
+#define AHEAD 4                         /* blocks decoded ahead of a sequential reader */
+#define MAX_LANES 8                     /* decoders per open file */
+#define PREFETCH_BUDGET (UINT64_C (256) << 20) /* bytes of blocks in all files before read-ahead stops */
+#define READY_TIMEOUT_MS 60000          /* mount: how long the parent waits for INIT */
 #define FOREVER 86400.0                 /* kernel cache timeout: the layer never changes */
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
@@ -172,11 +199,38 @@ blob_read_at (void *data, uint64_t off, void *buf, size_t len, size_t *ret_n, be
   return 0;
 }
 
+/* N for "/dev/fd/N" and "/proc/self/fd/N", else -1. */
+static int
+inherited_fd (const char *path)
+{
+  const char *n = NULL;
+  if (strncmp (path, "/dev/fd/", 8) == 0)
+    n = path + 8;
+  else if (strncmp (path, "/proc/self/fd/", 14) == 0)
+    n = path + 14;
+  if (n == NULL || *n < '0' || *n > '9')
+    return -1;
+  char *end;
+  long v = strtol (n, &end, 10);
+  return *end == '\0' && v >= 0 && v < INT_MAX ? (int) v : -1;
+}
+
+/* An inherited descriptor that can be read with pread is used as it is
+ * (close-on-exec from now on): reopening /dev/fd/N would work for most files
+ * but not for every descriptor a store may hand out (O_PATH, or a file
+ * whose path is not reachable here).  Anything else is opened by path. */
 static int
 blob_open (const char *path, struct blob *b)
 {
   struct stat st;
-  b->fd = open (path, O_RDONLY | O_CLOEXEC);
+  int fd = inherited_fd (path), fl = fd >= 0 ? fcntl (fd, F_GETFL) : -1;
+  if (fl >= 0 && (fl & O_PATH) == 0 && (fl & O_ACCMODE) != O_WRONLY)
+    {
+      b->fd = fd;
+      fcntl (fd, F_SETFD, FD_CLOEXEC);
+    }
+  else
+    b->fd = open (path, O_RDONLY | O_CLOEXEC);
   if (b->fd < 0 || fstat (b->fd, &st) < 0)
     {
       fprintf (stderr, "berth-fuse: cannot open blob `%s': %s\n", path, strerror (errno));
@@ -191,27 +245,51 @@ blob_open (const char *path, struct blob *b)
   return 0;
 }
 
-/* Build (tar / eStargz) or load the index of blob b. */
+static uint64_t checkpoint_span; /* --checkpoint-span; 0: the library's */
+
+#define EXIT_NOTSUP 3
+static int index_error; /* the last index_get failure's code */
+
+/* Build (tar / eStargz) or load the index of blob b, read through read_at. */
 static berth_layerindex *
-index_get (struct blob *b, const char *blob_path, const char *index_path, const char *media_type, bool estargz)
+index_get_at (struct blob *b, berth_layerindex_read_at_fn read_at, void *data, const char *blob_path,
+              const char *index_path, const char *media_type, bool estargz, const char *diff_id)
 {
   berth_error err = { 0 };
   berth_layerindex *idx = NULL;
+  struct berth_layerindex_opts opts = { .size = sizeof opts, .diff_id = diff_id, .checkpoint_span = checkpoint_span };
   int r;
   if (index_path != NULL && (media_type == NULL && !estargz))
-    r = berth_layerindex_load (&host, index_path, blob_read_at, b, b->size, NULL, &idx, &err);
+    r = berth_layerindex_load (&host, index_path, read_at, data, b->size, NULL, &idx, &err);
   else if (estargz)
-    r = berth_layerindex_open_estargz (&host, blob_read_at, b, b->size, NULL, &idx, &err);
+    r = berth_layerindex_open_estargz (&host, read_at, data, b->size, NULL, &idx, &err);
   else
-    r = berth_layerindex_build (&host, blob_read_at, b, b->size, media_type, 0, NULL, &idx, &err);
+    r = berth_layerindex_build (&host, read_at, data, b->size, media_type, 0, &opts, &idx, &err);
   if (r < 0)
     {
       fprintf (stderr, "berth-fuse: %s: %s\n", index_path != NULL && media_type == NULL && !estargz ? index_path
                                                                                                       : blob_path,
                err.msg);
+      index_error = r;
       return NULL;
     }
   return idx;
+}
+
+static berth_layerindex *
+index_get (struct blob *b, const char *blob_path, const char *index_path, const char *media_type, bool estargz,
+           const char *diff_id)
+{
+  return index_get_at (b, blob_read_at, b, blob_path, index_path, media_type, estargz, diff_id);
+}
+
+/* The exit status for a failed index_get: EXIT_NOTSUP for content the
+ * library cannot serve (a sparse file), which the plugin answers by
+ * unpacking the layer instead; 1 otherwise. */
+static int
+index_exit (void)
+{
+  return index_error == BERTH_E_NOTSUP ? EXIT_NOTSUP : 1;
 }
 
 /* ---- the file system ---------------------------------------------------- */
@@ -219,21 +297,156 @@ index_get (struct blob *b, const char *blob_path, const char *index_path, const 
 struct fs
 {
   berth_layerindex *idx;
-  struct blob blob;
+  struct blob blob;             /* lazy mode: fd -1, size from --blob-size */
+  struct remote_blob *remote;   /* lazy mode (--remote-url): the blob comes from a registry */
+  bool direct;           /* an uncompressed tar: data is spliced from the blob */
   char opaque_xattr[64]; /* "<prefix>.overlay.opaque" */
   uint32_t *nlink;       /* per ino: links of regular files, 2 + subdirectories of directories */
   size_t n;
+  int ready_fd;          /* mount: written to once INIT is answered, then closed; -1 */
+  unsigned lanes;        /* decoders per open file: the pool's size */
 };
 
+/* ---- lazy mode: the blob from a registry (remote.c) --------------------- */
+
+/* read_at of lazy mode: remote_blob_read_at, with every failure logged
+ * (issue 7: "returns EIO after retries and is logged") and answered as
+ * UNAVAILABLE, which op_read turns into EIO: a registry's 404 or 401 must
+ * not reach the reader as ENOENT or EACCES for a file that exists. */
+static int
+remote_read_at (void *data, uint64_t off, void *buf, size_t len, size_t *ret_n, berth_error *err)
+{
+  int r = remote_blob_read_at (data, off, buf, len, ret_n, err);
+  if (r < 0)
+    {
+      fprintf (stderr, "berth-fuse: fetching blob bytes %" PRIu64 "+%zu: %s\n", off, len,
+               err != NULL ? err->msg : "");
+      if (err != NULL)
+        err->code = BERTH_E_UNAVAILABLE;
+      return BERTH_E_UNAVAILABLE;
+    }
+  return 0;
+}
+
+/* Lazy mode: forget the blob ranges of the chunks of e that hold file bytes
+ * [start, end), so that the next read fetches them again (a chunk that
+ * failed its digest came from a bad proxy or a torn cache write).  false
+ * when nothing was forgotten: the blob is complete and verified, so the TOC
+ * itself is wrong and fetching again would not help. */
+static bool
+remote_forget (struct fs *fs, const struct berth_layerindex_entry *e, uint64_t start, uint64_t end)
+{
+  bool complete = false;
+  if (fs->remote == NULL)
+    return false;
+  remote_blob_stats (fs->remote, NULL, &complete);
+  if (complete)
+    return false;
+  for (size_t i = 0; i < e->n_chunks; i++)
+    {
+      const struct berth_layerindex_chunk *c = &e->chunks[i];
+      if (c->chunk_offset < end && c->chunk_offset + c->chunk_size > start)
+        remote_blob_invalidate (fs->remote, c->offset, c->compressed_end - c->offset, NULL);
+    }
+  return true;
+}
+
+/* Lazy mode: queue the blob ranges of the files before `.prefetch.landmark`
+ * (adjacent ones merged) and start the background thread, which fetches
+ * them first, then the rest of the blob, and verifies it.  Called from
+ * op_init: the mount serves, and this is the process that stays (threads
+ * do not survive the fork in daemonize). */
+static void
+remote_start (struct fs *fs)
+{
+  const struct berth_layerindex_entry *const *ents;
+  size_t n = berth_layerindex_prefetch (fs->idx, &ents), nr = 0;
+  struct remote_range *rg = NULL;
+  berth_error err = { 0 };
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < ents[i]->n_chunks; k++)
+      {
+        const struct berth_layerindex_chunk *c = &ents[i]->chunks[k];
+        if (nr > 0 && rg[nr - 1].off + rg[nr - 1].len == c->offset)
+          {
+            rg[nr - 1].len += c->compressed_end - c->offset;
+            continue;
+          }
+        struct remote_range *m = reallocarray (rg, nr + 1, sizeof *rg);
+        if (m == NULL)
+          break;
+        rg = m;
+        rg[nr++] = (struct remote_range) { c->offset, c->compressed_end - c->offset };
+      }
+  if (nr > 0 && remote_blob_prefetch (fs->remote, rg, nr, &err) < 0)
+    fprintf (stderr, "berth-fuse: prefetch: %s\n", err.msg);
+  free (rg);
+  if (remote_blob_start_background (fs->remote, &err) < 0)
+    fprintf (stderr, "berth-fuse: %s (the blob is fetched on demand only)\n", err.msg);
+}
+
+/* A piece of a file, decoded (or being decoded) into buf. */
+enum block_state
+{
+  BLOCK_FREE = 0,
+  BLOCK_WAITING, /* its lane is busy: a worker takes it when the lane frees */
+  BLOCK_QUEUED,  /* in the pool's queue or being decoded */
+  BLOCK_READY,
+  BLOCK_FAILED,
+};
+
+struct block
+{
+  enum block_state state;
+  uint64_t start, end; /* file offsets */
+  unsigned lane;
+  unsigned pins;       /* readers waiting for it or sending straight from buf: not to be reused */
+  uint64_t used;       /* of->tick when last read */
+  char *buf;
+  size_t cap;
+  int code;            /* BLOCK_FAILED: the library's code */
+  char msg[256];
+};
+
+/* An open regular file of a compressed layer.  lock guards everything in
+ * it; a block's buf is written by a pool worker without the lock while the
+ * block is BLOCK_QUEUED (nobody else touches it then).  A lane is a cursor
+ * that one worker at a time uses: blocks that continue the same span go to
+ * the same lane, in order, so that its cursor goes on instead of restarting
+ * from the checkpoint. */
 struct open_file
 {
   const struct berth_layerindex_entry *e;
   pthread_mutex_t lock;
-  uint64_t block_off; /* file offset of block[0] */
-  size_t block_len;   /* 0: empty */
-  char *block;
-  berth_layerindex_cursor *cursor; /* keeps the decoder between blocks */
+  pthread_cond_t cond; /* a block changed state, or jobs went to 0 */
+  struct block blocks[BLOCKS];
+  berth_layerindex_cursor *cursor[MAX_LANES];
+  bool lane_busy[MAX_LANES];
+  unsigned jobs;       /* lanes busy: release waits for 0 */
+  unsigned readers;    /* in op_read: release waits for 0 (a reply lets the
+                        * kernel close the file while its reader still
+                        * unpins its blocks) */
+  uint64_t next_seq;   /* where a sequential reader reads next */
+  unsigned seq;        /* sequential reads in a row */
+  uint64_t tick;
 };
+
+/* The decoding pool: jobs are (file, block) with the block's lane held. */
+struct job
+{
+  struct open_file *of;
+  struct block *b;
+  struct job *next;
+};
+
+static struct
+{
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct job *head, *tail;
+  uint64_t bytes; /* block buffers allocated, all files */
+  bool stop;
+} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, false };
 
 static struct fs *
 fs_of (fuse_req_t req)
@@ -504,7 +717,8 @@ op_readdirplus (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 static void
 op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-  const struct berth_layerindex_entry *e = entry_of (fs_of (req), ino);
+  struct fs *fs = fs_of (req);
+  const struct berth_layerindex_entry *e = entry_of (fs, ino);
   if (e == NULL || e->type != BERTH_LAYERINDEX_REG)
     {
       fuse_reply_err (req, e == NULL ? ENOENT : EISDIR);
@@ -523,13 +737,38 @@ op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
   of->e = e;
   pthread_mutex_init (&of->lock, NULL);
+  pthread_cond_init (&of->cond, NULL);
   fi->fh = (uint64_t) (uintptr_t) of;
   fi->keep_cache = 1;
   if (fuse_reply_open (req, fi) != 0)
     {
+      pthread_cond_destroy (&of->cond);
       pthread_mutex_destroy (&of->lock);
       free (of);
     }
+}
+
+static void
+open_file_free (struct open_file *of)
+{
+  pthread_mutex_lock (&of->lock);
+  while (of->jobs > 0 || of->readers > 0)
+    pthread_cond_wait (&of->cond, &of->lock);
+  pthread_mutex_unlock (&of->lock);
+  uint64_t freed = 0;
+  for (size_t i = 0; i < BLOCKS; i++)
+    {
+      freed += of->blocks[i].cap;
+      free (of->blocks[i].buf);
+    }
+  for (size_t i = 0; i < MAX_LANES; i++)
+    berth_layerindex_cursor_free (of->cursor[i]);
+  pthread_mutex_lock (&pool.lock);
+  pool.bytes -= freed;
+  pthread_mutex_unlock (&pool.lock);
+  pthread_cond_destroy (&of->cond);
+  pthread_mutex_destroy (&of->lock);
+  free (of);
 }
 
 static void
@@ -538,54 +777,364 @@ op_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   (void) ino;
   struct open_file *of = (struct open_file *) (uintptr_t) fi->fh;
   if (of != NULL)
-    {
-      pthread_mutex_destroy (&of->lock);
-      berth_layerindex_cursor_free (of->cursor);
-      free (of->block);
-      free (of);
-    }
+    open_file_free (of);
   fuse_reply_err (req, 0);
 }
 
-/* Copy [off, off+size) of the file into out, through the file's block. */
-static int
-read_blocks (struct fs *fs, struct open_file *of, uint64_t off, size_t size, char *out, size_t *ret_n,
-             berth_error *err)
+/* ---- decoding blocks ---------------------------------------------------- */
+
+static void
+pool_push (struct open_file *of, struct block *b)
 {
+  struct job *j = malloc (sizeof *j);
+  if (j == NULL)
+    {
+      b->state = BLOCK_FAILED;
+      b->code = BERTH_E_NOMEM;
+      snprintf (b->msg, sizeof b->msg, "out of memory");
+      return;
+    }
+  *j = (struct job) { of, b, NULL };
+  b->state = BLOCK_QUEUED;
+  pthread_mutex_lock (&pool.lock);
+  if (pool.tail)
+    pool.tail->next = j;
+  else
+    pool.head = j;
+  pool.tail = j;
+  pthread_cond_signal (&pool.cond);
+  pthread_mutex_unlock (&pool.lock);
+}
+
+/* Called with of->lock held, lane l just freed: hand it the next block
+ * waiting for it (lowest offset first) or mark it free. */
+static void
+lane_next (struct open_file *of, unsigned l)
+{
+  struct block *next = NULL;
+  for (size_t i = 0; i < BLOCKS; i++)
+    if (of->blocks[i].state == BLOCK_WAITING && of->blocks[i].lane == l
+        && (next == NULL || of->blocks[i].start < next->start))
+      next = &of->blocks[i];
+  if (next != NULL)
+    pool_push (of, next);
+  else
+    {
+      of->lane_busy[l] = false;
+      of->jobs--;
+    }
+  pthread_cond_broadcast (&of->cond);
+}
+
+/* Decode one block with its lane's cursor, outside of->lock. */
+static void
+block_decode (struct fs *fs, struct open_file *of, struct block *b)
+{
+  berth_error err = { 0 };
+  size_t n = 0;
+  int r = 0;
+  if (of->cursor[b->lane] == NULL)
+    r = berth_layerindex_cursor_new (fs->idx, &of->cursor[b->lane], &err);
+  if (r == 0)
+    r = berth_layerindex_cursor_read (of->cursor[b->lane], of->e, b->start, b->buf, (size_t) (b->end - b->start),
+                                      &n, &err);
+  /* Lazy mode: a chunk that failed its digest (or gzip's CRC) is fetched
+   * once more before the reader gets EIO. */
+  if (r == BERTH_E_INVALID && remote_forget (fs, of->e, b->start, b->end))
+    {
+      fprintf (stderr, "berth-fuse: `%s': %s; fetching it again\n", of->e->path, err.msg);
+      err = (berth_error) { 0 };
+      r = berth_layerindex_cursor_read (of->cursor[b->lane], of->e, b->start, b->buf, (size_t) (b->end - b->start),
+                                        &n, &err);
+    }
+  if (r == 0 && n != b->end - b->start)
+    r = host_error_set (&err, BERTH_E_INVALID, 0, "`%s`: short read at %" PRIu64, of->e->path, b->start);
+  pthread_mutex_lock (&of->lock);
+  if (r < 0)
+    {
+      b->state = BLOCK_FAILED;
+      b->code = r;
+      snprintf (b->msg, sizeof b->msg, "%.250s", err.msg);
+    }
+  else
+    b->state = BLOCK_READY;
+  lane_next (of, b->lane);
+  pthread_mutex_unlock (&of->lock);
+}
+
+static void *
+pool_worker (void *data)
+{
+  struct fs *fs = data;
+  for (;;)
+    {
+      pthread_mutex_lock (&pool.lock);
+      while (pool.head == NULL && !pool.stop)
+        pthread_cond_wait (&pool.cond, &pool.lock);
+      struct job *j = pool.head;
+      if (j == NULL)
+        {
+          pthread_mutex_unlock (&pool.lock);
+          return NULL;
+        }
+      pool.head = j->next;
+      if (pool.head == NULL)
+        pool.tail = NULL;
+      pthread_mutex_unlock (&pool.lock);
+      block_decode (fs, j->of, j->b);
+      free (j);
+    }
+}
+
+/* The block holding file offset `off` (queued, waiting or ready), or NULL. */
+static struct block *
+block_find (struct open_file *of, uint64_t off)
+{
+  for (size_t i = 0; i < BLOCKS; i++)
+    {
+      struct block *b = &of->blocks[i];
+      if (b->state != BLOCK_FREE && off >= b->start && off < b->end)
+        return b;
+    }
+  return NULL;
+}
+
+/* A slot for a new block: a free one, else a ready (or failed) one that
+ * nobody is sending from and that does not hold `keep` (the offset being
+ * read): the least recently read of those behind it, else, unless this is
+ * for read-ahead (which must not push out what it decoded before the reader
+ * got there), the least recently read of all. */
+static struct block *
+block_slot (struct open_file *of, uint64_t keep, bool ahead)
+{
+  struct block *behind = NULL, *any = NULL;
+  for (size_t i = 0; i < BLOCKS; i++)
+    {
+      struct block *b = &of->blocks[i];
+      if (b->state == BLOCK_FREE)
+        return b;
+      if ((b->state != BLOCK_READY && b->state != BLOCK_FAILED) || b->pins > 0 || (keep >= b->start && keep < b->end))
+        continue;
+      if (b->end <= keep && (behind == NULL || b->used < behind->used))
+        behind = b;
+      if (any == NULL || b->used < any->used)
+        any = b;
+    }
+  return behind != NULL ? behind : ahead ? NULL : any;
+}
+
+/* Start decoding the block that holds `off` into a slot; NULL when no slot
+ * is free (the caller waits) or, for read-ahead, when the budget is spent. */
+static struct block *
+block_start (struct fs *fs, struct open_file *of, uint64_t off, uint64_t keep, bool ahead)
+{
+  uint64_t span_start, span_end;
+  berth_error err = { 0 };
+  if (berth_layerindex_span (fs->idx, of->e, off, &span_start, &span_end, &err) < 0)
+    {
+      span_start = off - off % SUB_BLOCK;
+      span_end = span_start + SUB_BLOCK < of->e->size ? span_start + SUB_BLOCK : of->e->size;
+    }
+  uint64_t start = span_start, end = span_end;
+  bool continues = false; /* a later part of a long span: its cursor must go on from the part before */
+  if (end - start > BLOCK_MAX)
+    {
+      /* Small blocks: they are decoded one after the other by one lane, so
+       * the first reply waits for no more than one of them. */
+      start = span_start + (off - span_start) / SUB_BLOCK * SUB_BLOCK;
+      end = start + SUB_BLOCK < span_end ? start + SUB_BLOCK : span_end;
+      continues = start > span_start;
+    }
+  struct block *b = block_slot (of, keep, ahead);
+  if (b == NULL)
+    return NULL;
+  size_t len = (size_t) (end - start);
+  if (b->cap < len)
+    {
+      pthread_mutex_lock (&pool.lock);
+      bool over = ahead && pool.bytes + len > PREFETCH_BUDGET;
+      if (!over)
+        pool.bytes += len - b->cap;
+      pthread_mutex_unlock (&pool.lock);
+      char *nb = over ? NULL : realloc (b->buf, len);
+      if (nb == NULL)
+        {
+          if (!over)
+            {
+              pthread_mutex_lock (&pool.lock);
+              pool.bytes -= len - b->cap;
+              pthread_mutex_unlock (&pool.lock);
+            }
+          return NULL;
+        }
+      b->buf = nb;
+      b->cap = len;
+    }
+  b->start = start;
+  b->end = end;
+  b->used = of->tick;
+  b->code = 0;
+  /* Which lane: the one that decoded the part before (it goes on from
+   * there), else a free one, else the first. */
+  unsigned lane = 0;
+  bool found = false;
+  for (size_t i = 0; continues && i < BLOCKS; i++)
+    if (&of->blocks[i] != b && of->blocks[i].state != BLOCK_FREE && of->blocks[i].end == start)
+      {
+        lane = of->blocks[i].lane;
+        found = true;
+      }
+  for (unsigned l = 0; !found && l < fs->lanes; l++)
+    if (!of->lane_busy[l])
+      {
+        lane = l;
+        found = true;
+      }
+  b->lane = lane;
+  if (of->lane_busy[lane])
+    b->state = BLOCK_WAITING;
+  else
+    {
+      of->lane_busy[lane] = true;
+      of->jobs++;
+      pool_push (of, b);
+    }
+  return b;
+}
+
+static bool
+blocks_pinned (struct open_file *of)
+{
+  for (size_t i = 0; i < BLOCKS; i++)
+    if (of->blocks[i].pins > 0)
+      return true;
+  return false;
+}
+
+#define MAX_SEGS 4 /* blocks one reply is sent from without a copy */
+
+/* Copy what the reply has in pinned blocks so far into *copy (size bytes)
+ * and unpin them: from now on the reply is put together in *copy. */
+static int
+segs_to_copy (struct open_file *of, struct iovec *iov, struct block **held, size_t *nseg, size_t size, char **copy,
+              berth_error *err)
+{
+  if (*copy == NULL && (*copy = malloc (size)) == NULL)
+    return host_error_set (err, BERTH_E_NOMEM, ENOMEM, "read buffer");
+  for (size_t i = 0, at = 0; i < *nseg; at += iov[i].iov_len, i++)
+    {
+      memcpy (*copy + at, iov[i].iov_base, iov[i].iov_len);
+      held[i]->pins--;
+    }
+  *nseg = 0;
+  pthread_cond_broadcast (&of->cond);
+  return 0;
+}
+
+/* Reply to a read of [off, off + size) of a compressed file, called and
+ * returning with of->lock held.  The reply is sent straight from the blocks
+ * (pinned meanwhile; a read crosses a block boundary about every time, as
+ * blocks end at checkpoints); a read over more than MAX_SEGS blocks (small
+ * eStargz chunks) is copied together instead, so that one reader never
+ * pins more than that. */
+static int
+read_blocks (fuse_req_t req, struct fs *fs, struct open_file *of, uint64_t off, size_t size, berth_error *err)
+{
+  if (size > of->e->size - off)
+    size = (size_t) (of->e->size - off);
+  /* Sequential, also when the kernel's read-ahead requests arrive out of
+   * order on different threads: near where the last reads ended. */
+  bool sequential = off + 2 * BLOCK_MAX >= of->next_seq && off <= of->next_seq + BLOCK_MAX;
+  of->seq = sequential ? of->seq + 1 : 0;
+  if (!sequential || off + size > of->next_seq)
+    of->next_seq = off + size;
+  of->tick++;
+  struct iovec iov[MAX_SEGS];
+  struct block *held[MAX_SEGS];
+  size_t nseg = 0;
+  char *copy = NULL;
   size_t done = 0;
-  while (done < size && off + done < of->e->size)
+  int r = 0;
+  while (done < size)
     {
       uint64_t want = off + done;
-      if (of->block_len == 0 || want < of->block_off || want >= of->block_off + of->block_len)
+      struct block *b = block_find (of, want);
+      if (b == NULL && (b = block_start (fs, of, want, want, false)) == NULL)
         {
-          if (of->block == NULL && (of->block = malloc (BLOCK_SIZE)) == NULL)
-            return host_error_set (err, BERTH_E_NOMEM, ENOMEM, "read buffer");
-          if (of->cursor == NULL)
+          /* Every slot is busy.  Never wait holding pins: readers that each
+           * hold some blocks and want one more would wait for each other. */
+          if (nseg > 0)
             {
-              int r = berth_layerindex_cursor_new (fs->idx, &of->cursor, err);
-              if (r < 0)
-                return r;
+              if ((r = segs_to_copy (of, iov, held, &nseg, size, &copy, err)) < 0)
+                break;
+              continue;
             }
-          uint64_t start = want - want % BLOCK_SIZE;
-          size_t n = 0;
-          of->block_len = 0;
-          int r = berth_layerindex_cursor_read (of->cursor, of->e, start, of->block, BLOCK_SIZE, &n, err);
-          if (r < 0)
-            return r;
-          if (n == 0)
-            break;
-          of->block_off = start;
-          of->block_len = n;
+          if (of->jobs == 0 && !blocks_pinned (of))
+            {
+              r = host_error_set (err, BERTH_E_NOMEM, ENOMEM, "read buffer");
+              break;
+            }
+          pthread_cond_wait (&of->cond, &of->lock);
+          continue;
         }
-      size_t in_block = (size_t) (want - of->block_off);
-      size_t take = of->block_len - in_block;
+      if (of->seq > 0)
+        {
+          /* Read ahead: the blocks after this one, on the other lanes. */
+          uint64_t next = b->end;
+          for (int k = 0; k < AHEAD && next < of->e->size; k++)
+            {
+              struct block *nb = block_find (of, next);
+              if (nb == NULL && (nb = block_start (fs, of, next, want, true)) == NULL)
+                break;
+              next = nb->end;
+            }
+        }
+      if (b->state == BLOCK_WAITING || b->state == BLOCK_QUEUED)
+        {
+          b->pins++;
+          while (b->state == BLOCK_WAITING || b->state == BLOCK_QUEUED)
+            pthread_cond_wait (&of->cond, &of->lock);
+          b->pins--;
+          continue; /* find it again: a failed block may have been freed and reused */
+        }
+      b->used = of->tick;
+      if (b->state == BLOCK_FAILED)
+        {
+          r = host_error_set (err, b->code, 0, "%s", b->msg);
+          if (b->pins == 0)
+            b->state = BLOCK_FREE; /* try again next time */
+          break;
+        }
+      size_t in_block = (size_t) (want - b->start), take = (size_t) (b->end - want);
       if (take > size - done)
         take = size - done;
-      memcpy (out + done, of->block + in_block, take);
+      if (copy == NULL && nseg == MAX_SEGS && (r = segs_to_copy (of, iov, held, &nseg, size, &copy, err)) < 0)
+        break;
+      if (copy != NULL)
+        memcpy (copy + done, b->buf + in_block, take);
+      else
+        {
+          b->pins++;
+          held[nseg] = b;
+          iov[nseg++] = (struct iovec) { b->buf + in_block, take };
+        }
       done += take;
     }
-  *ret_n = done;
-  return 0;
+  if (r == 0)
+    {
+      pthread_mutex_unlock (&of->lock);
+      if (copy != NULL)
+        fuse_reply_buf (req, copy, done);
+      else
+        fuse_reply_iov (req, iov, (int) nseg);
+      pthread_mutex_lock (&of->lock);
+    }
+  for (size_t i = 0; i < nseg; i++)
+    held[i]->pins--;
+  if (nseg > 0)
+    pthread_cond_broadcast (&of->cond);
+  free (copy);
+  return r;
 }
 
 static void
@@ -600,36 +1149,37 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fil
       fuse_reply_err (req, EBADF);
       return;
     }
-  if ((uint64_t) off >= of->e->size)
+  if ((uint64_t) off >= of->e->size || size == 0)
     {
       fuse_reply_buf (req, NULL, 0);
       return;
     }
-  char *buf = malloc (size > 0 ? size : 1);
-  if (buf == NULL)
+  if (fs->direct)
     {
-      fuse_reply_err (req, ENOMEM);
+      /* Uncompressed: the bytes are in the blob as they are; splice them
+       * (libfuse falls back to read + write when it cannot). */
+      if (size > of->e->size - (uint64_t) off)
+        size = (size_t) (of->e->size - (uint64_t) off);
+      struct fuse_bufvec bv = FUSE_BUFVEC_INIT (size);
+      bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+      bv.buf[0].fd = fs->blob.fd;
+      bv.buf[0].pos = (off_t) (of->e->offset + (uint64_t) off);
+      fuse_reply_data (req, &bv, FUSE_BUF_SPLICE_MOVE);
       return;
     }
-  size_t n = 0;
-  int r;
-  if (berth_layerindex_stream_size (fs->idx) > 0 && berth_layerindex_checkpoints (fs->idx) == 0
-      && berth_layerindex_toc_digest (fs->idx) == NULL)
-    r = berth_layerindex_read (fs->idx, of->e, (uint64_t) off, buf, size, &n, &err); /* uncompressed: direct */
-  else
-    {
-      pthread_mutex_lock (&of->lock);
-      r = read_blocks (fs, of, (uint64_t) off, size, buf, &n, &err);
-      pthread_mutex_unlock (&of->lock);
-    }
+  pthread_mutex_lock (&of->lock);
+  of->readers++;
+  int r = read_blocks (req, fs, of, (uint64_t) off, size, &err);
+  if (--of->readers == 0)
+    pthread_cond_broadcast (&of->cond);
+  pthread_mutex_unlock (&of->lock);
+  /* Past this point `of` may be gone once a reply was sent; on an error
+   * none was, so the kernel still holds the file open. */
   if (r < 0)
     {
       fprintf (stderr, "berth-fuse: read of `%s' at %lld: %s\n", of->e->path, (long long) off, err.msg);
       fuse_reply_err (req, errno_of (r));
     }
-  else
-    fuse_reply_buf (req, buf, n);
-  free (buf);
 }
 
 static void
@@ -727,7 +1277,7 @@ op_listxattr (fuse_req_t req, fuse_ino_t ino, size_t size)
 static void
 op_init (void *userdata, struct fuse_conn_info *conn)
 {
-  (void) userdata;
+  struct fs *fs = userdata;
   /* Immutable data: let the kernel cache and read ahead freely. */
   if (conn->capable & FUSE_CAP_ASYNC_READ)
     conn->want |= FUSE_CAP_ASYNC_READ;
@@ -737,7 +1287,25 @@ op_init (void *userdata, struct fuse_conn_info *conn)
     conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
     conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  /* Uncompressed layers: blob pages go to the kernel without a copy. */
+  if (fs->direct && (conn->capable & FUSE_CAP_SPLICE_WRITE))
+    conn->want |= FUSE_CAP_SPLICE_WRITE | (conn->capable & FUSE_CAP_SPLICE_MOVE);
   conn->want &= ~(unsigned) FUSE_CAP_AUTO_INVAL_DATA;
+  /* Reads of up to 1 MiB: libfuse derives max_pages from max_write.  The
+   * read-ahead window is the bdi's, which cmd_mount raises. */
+  conn->max_write = 1 << 20;
+  if (fs->ready_fd >= 0)
+    {
+      char ok = 0;
+      ssize_t n;
+      do
+        n = write (fs->ready_fd, &ok, 1);
+      while (n < 0 && errno == EINTR);
+      close (fs->ready_fd);
+      fs->ready_fd = -1;
+    }
+  if (fs->remote != NULL)
+    remote_start (fs);
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
@@ -784,18 +1352,31 @@ count_links (struct fs *fs)
 static void
 usage (FILE *f)
 {
-  fputs ("usage: berth-fuse index --blob BLOB (--media-type TYPE | --estargz) --out INDEX\n"
+  fputs ("usage: berth-fuse index --blob BLOB (--media-type TYPE | --estargz) [--diff-id sha256:HEX]\n"
+         "                  [--checkpoint-span BYTES] --out INDEX\n"
          "       berth-fuse mount --blob BLOB (--index INDEX | --media-type TYPE | --estargz)\n"
-         "                  [--xattr-prefix trusted|user] [--threads N] [--log FILE] [--foreground] MOUNTPOINT\n"
-         "       berth-fuse check --blob BLOB --index INDEX\n",
+         "                  [--xattr-prefix trusted|user] [--threads N] [--readahead-kb N] [--log FILE]\n"
+         "                  [--foreground] MOUNTPOINT\n"
+         "       berth-fuse check --blob BLOB --index INDEX\n"
+         "BLOB may be /dev/fd/N (an inherited descriptor).\n"
+         "Lazy eStargz mount (instead of --blob): --estargz --remote-url https://HOST/v2/REPO/blobs/DIGEST\n"
+         "  --blob-size N --blob-digest sha256:HEX --remote-cache FILE [--remote-headers-file FILE]\n"
+         "  [--remote-ca FILE] [--remote-plain-http] [--remote-timeout S] [--remote-retries N]\n",
          f);
 }
 
 struct opts
 {
-  const char *blob, *index, *media_type, *out, *log, *xattr_prefix;
+  const char *blob, *index, *media_type, *out, *log, *xattr_prefix, *diff_id;
   bool estargz, foreground;
   unsigned threads;
+  long readahead_kb; /* the bdi read-ahead to set; 0: the kernel's */
+  /* lazy mode */
+  const char *remote_url, *remote_cache, *remote_headers_file, *remote_ca, *blob_digest;
+  bool remote_plain_http;
+  uint64_t blob_size;
+  long remote_timeout; /* connect, and seconds below 1 KiB/s that make a stall */
+  int remote_retries;
 };
 
 static int
@@ -809,15 +1390,29 @@ cmd_index (struct opts *o)
     }
   if (blob_open (o->blob, &b) < 0)
     return 1;
-  berth_layerindex *idx = index_get (&b, o->blob, NULL, o->media_type, o->estargz);
+  if (o->estargz && o->diff_id != NULL)
+    {
+      /* The TOC does not say what the whole tar hashes to: read it all once
+       * as a gzip layer to check, then index through the TOC. */
+      berth_layerindex *tar = index_get (&b, o->blob, NULL, "application/vnd.oci.image.layer.v1.tar+gzip", false,
+                                         o->diff_id);
+      if (tar == NULL)
+        return index_exit ();
+      berth_layerindex_free (tar);
+    }
+  berth_layerindex *idx = index_get (&b, o->blob, NULL, o->media_type, o->estargz, o->estargz ? NULL : o->diff_id);
   if (idx == NULL)
-    return 1;
+    return index_exit ();
   berth_error err = { 0 };
   int r = berth_layerindex_save (idx, o->out, &err);
   if (r < 0)
     fprintf (stderr, "berth-fuse: saving the index to `%s': %s\n", o->out, err.msg);
   else
-    printf ("%zu entries, %zu checkpoints\n", berth_layerindex_count (idx), berth_layerindex_checkpoints (idx));
+    {
+      const char *d = berth_layerindex_diff_id (idx);
+      printf ("%zu entries, %zu checkpoints%s%s\n", berth_layerindex_count (idx), berth_layerindex_checkpoints (idx),
+              d != NULL ? ", diffID " : "", d != NULL ? d : "");
+    }
   berth_layerindex_free (idx);
   close (b.fd);
   return r < 0 ? 1 : 0;
@@ -834,7 +1429,7 @@ cmd_check (struct opts *o)
     }
   if (blob_open (o->blob, &b) < 0)
     return 1;
-  berth_layerindex *idx = index_get (&b, o->blob, o->index, NULL, false);
+  berth_layerindex *idx = index_get (&b, o->blob, o->index, NULL, false, NULL);
   if (idx == NULL)
     return 1;
   printf ("%zu entries\n", berth_layerindex_count (idx));
@@ -843,13 +1438,116 @@ cmd_check (struct opts *o)
   return 0;
 }
 
+/* The kernel's read-ahead window for the mount at `mountpoint` (its bdi is
+ * named after the device number): FUSE starts with 128 KiB, which keeps one
+ * small request in flight; a larger window lets the kernel ask for the next
+ * MiBs while the current ones are decoded.  kb 0 leaves the kernel's.  Best
+ * effort (root only); not in --foreground, where nobody could stat the
+ * mountpoint before the loop serves. */
+static void
+set_readahead (const char *mountpoint, long kb)
+{
+  struct stat st;
+  char path[64], val[32];
+  if (kb <= 0 || stat (mountpoint, &st) < 0)
+    return;
+  snprintf (path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", major (st.st_dev), minor (st.st_dev));
+  int fd = open (path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  int n = snprintf (val, sizeof val, "%ld", kb);
+  if (write (fd, val, (size_t) n) < 0)
+    {
+      /* not fatal: reads work, only with the kernel's smaller window */
+    }
+  close (fd);
+}
+
+/* Fork: the parent waits until the child has answered INIT (op_init writes
+ * a byte to the pipe) and exits 0, or 1 after taking the mount down if the
+ * child died first or did not answer in time.  The child becomes a session
+ * leader with stdin/stdout on /dev/null and stderr on the log (or
+ * /dev/null), and returns 0.  The parent ends with _exit: what it holds is
+ * the child's now, and a leak check (ASan builds) there would only
+ * duplicate the child's. */
+static int
+daemonize (struct fuse_session *se, struct fs *fs, const char *mountpoint, const char *log, long readahead_kb)
+{
+  int p[2];
+  if (pipe2 (p, O_CLOEXEC) < 0)
+    {
+      fprintf (stderr, "berth-fuse: pipe: %s\n", strerror (errno));
+      return -1;
+    }
+  fflush (NULL);
+  pid_t pid = fork ();
+  if (pid < 0)
+    {
+      fprintf (stderr, "berth-fuse: fork: %s\n", strerror (errno));
+      close (p[0]);
+      close (p[1]);
+      return -1;
+    }
+  if (pid > 0)
+    {
+      close (p[1]);
+      struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+      char ok;
+      int pr;
+      do
+        pr = poll (&pfd, 1, READY_TIMEOUT_MS);
+      while (pr < 0 && errno == EINTR);
+      if (pr == 1 && read (p[0], &ok, 1) == 1)
+        {
+          set_readahead (mountpoint, readahead_kb);
+          _exit (0);
+        }
+      int status = 0;
+      if (pr == 0)
+        {
+          kill (pid, SIGKILL);
+          fprintf (stderr, "berth-fuse: the server did not answer the kernel in %d s%s%s\n", READY_TIMEOUT_MS / 1000,
+                   log != NULL ? "; see " : "", log != NULL ? log : "");
+        }
+      waitpid (pid, &status, 0);
+      if (pr != 0)
+        fprintf (stderr, "berth-fuse: the server exited before serving (%s %d)%s%s\n",
+                 WIFSIGNALED (status) ? "signal" : "status",
+                 WIFSIGNALED (status) ? WTERMSIG (status) : WEXITSTATUS (status), log != NULL ? "; see " : "",
+                 log != NULL ? log : "");
+      fuse_session_unmount (se);
+      _exit (1);
+    }
+  close (p[0]);
+  fs->ready_fd = p[1];
+  if (setsid () < 0 || chdir ("/") < 0)
+    return -1;
+  int null = open ("/dev/null", O_RDWR | O_CLOEXEC);
+  int logfd = log != NULL ? open (log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+  if (null < 0)
+    return -1;
+  dup2 (null, STDIN_FILENO);
+  dup2 (null, STDOUT_FILENO);
+  dup2 (logfd >= 0 ? logfd : null, STDERR_FILENO);
+  close (null);
+  if (logfd >= 0)
+    close (logfd);
+  return 0;
+}
+
 static int
 cmd_mount (struct opts *o, const char *mountpoint)
 {
-  static struct fs fs;
-  if (o->blob == NULL || mountpoint == NULL || (o->index == NULL && o->media_type == NULL && !o->estargz))
+  static struct fs fs = { .ready_fd = -1 };
+  bool lazy = o->remote_url != NULL;
+  if ((o->blob == NULL) == !lazy || mountpoint == NULL || (o->index == NULL && o->media_type == NULL && !o->estargz))
     {
       usage (stderr);
+      return 2;
+    }
+  if (lazy && (!o->estargz || o->remote_cache == NULL || o->blob_digest == NULL || o->blob_size == 0))
+    {
+      fprintf (stderr, "berth-fuse: --remote-url wants --estargz, --remote-cache, --blob-size and --blob-digest\n");
       return 2;
     }
   const char *prefix = o->xattr_prefix != NULL ? o->xattr_prefix : "trusted";
@@ -859,11 +1557,43 @@ cmd_mount (struct opts *o, const char *mountpoint)
       return 2;
     }
   snprintf (fs.opaque_xattr, sizeof fs.opaque_xattr, "%s.overlay.opaque", prefix);
-  if (blob_open (o->blob, &fs.blob) < 0)
+  if (lazy)
+    {
+      struct remote_opts ro = {
+        .host = &host,
+        .url = o->remote_url,
+        .headers_file = o->remote_headers_file,
+        .ca_file = o->remote_ca,
+        .allow_http = o->remote_plain_http,
+        .blob_size = o->blob_size,
+        .digest = o->blob_digest,
+        .cache_path = o->remote_cache,
+        .connect_timeout = o->remote_timeout,
+        .low_speed_time = o->remote_timeout,
+        .retries = o->remote_retries,
+      };
+      berth_error err = { 0 };
+      if (remote_blob_open (&ro, &fs.remote, &err) < 0)
+        {
+          fprintf (stderr, "berth-fuse: %s: %s\n", o->remote_url, err.msg);
+          return 1;
+        }
+      fs.blob = (struct blob) { .fd = -1, .size = o->blob_size };
+    }
+  else if (blob_open (o->blob, &fs.blob) < 0)
     return 1;
-  fs.idx = index_get (&fs.blob, o->blob, o->index, o->media_type, o->estargz);
+  /* Lazy: only the footer and the TOC are fetched here. */
+  fs.idx = lazy ? index_get_at (&fs.blob, remote_read_at, fs.remote, o->remote_url, o->index, NULL, true, NULL)
+                : index_get (&fs.blob, o->blob, o->index, o->media_type, o->estargz, NULL);
   if (fs.idx == NULL)
-    return 1;
+    {
+      remote_blob_close (fs.remote);
+      return 1;
+    }
+  fs.direct = !lazy && berth_layerindex_stream_size (fs.idx) > 0 && berth_layerindex_checkpoints (fs.idx) == 0
+              && berth_layerindex_toc_digest (fs.idx) == NULL;
+  long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
+  fs.lanes = ncpu < 2 ? 2 : ncpu > MAX_LANES ? MAX_LANES : (unsigned) ncpu;
   if (count_links (&fs) < 0)
     {
       fprintf (stderr, "berth-fuse: out of memory\n");
@@ -876,6 +1606,7 @@ cmd_mount (struct opts *o, const char *mountpoint)
   char *argv[] = { (char *) "berth-fuse", fsname, NULL };
   struct fuse_args args = FUSE_ARGS_INIT (2, argv);
   struct fuse_session *se = fuse_session_new (&args, &fs_ops, sizeof fs_ops, &fs);
+  fuse_opt_free_args (&args); /* the session copied what it needs */
   if (se == NULL)
     {
       fprintf (stderr, "berth-fuse: cannot create the FUSE session\n");
@@ -885,36 +1616,61 @@ cmd_mount (struct opts *o, const char *mountpoint)
     {
       fprintf (stderr, "berth-fuse: cannot mount on `%s' (is /dev/fuse there, and the mountpoint a directory?)\n",
                mountpoint);
+      fuse_remove_signal_handlers (se);
       fuse_session_destroy (se);
       return 1;
     }
-  /* Detach: the caller's wait ends with 0 once the mount serves. */
-  if (fuse_daemonize (o->foreground) != 0)
+  if (o->foreground)
     {
-      fuse_session_unmount (se);
-      fuse_session_destroy (se);
-      return 1;
-    }
-  if (!o->foreground && o->log != NULL)
-    {
-      int fd = open (o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-      if (fd >= 0)
+      if (chdir ("/") < 0)
         {
-          dup2 (fd, STDERR_FILENO);
-          close (fd);
+          /* harmless: only keeps the old cwd busy */
         }
     }
-  struct fuse_loop_config *cfg = fuse_loop_cfg_create ();
-  if (cfg != NULL)
-    fuse_loop_cfg_set_max_threads (cfg, o->threads > 0 ? o->threads : 4);
-  int r = cfg != NULL ? fuse_session_loop_mt (se, cfg) : fuse_session_loop (se);
-  fuse_loop_cfg_destroy (cfg);
+  else if (daemonize (se, &fs, mountpoint, o->log, o->readahead_kb) < 0)
+    {
+      fuse_session_unmount (se);
+      fuse_remove_signal_handlers (se);
+      fuse_session_destroy (se);
+      return 1;
+    }
+  /* The decoding pool: threads do not survive fork, so only now.  They
+   * block every signal: SIGTERM must reach a thread of libfuse's loop, whose
+   * handler ends it; one of ours would take it and go on waiting. */
+  pthread_t workers[MAX_LANES];
+  unsigned nworkers = 0;
+  sigset_t all, old;
+  sigfillset (&all);
+  pthread_sigmask (SIG_BLOCK, &all, &old);
+  for (; !fs.direct && nworkers < fs.lanes; nworkers++)
+    if (pthread_create (&workers[nworkers], NULL, pool_worker, &fs) != 0)
+      break;
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  int r = -1;
+  if (fs.direct || nworkers > 0)
+    {
+      struct fuse_loop_config *cfg = fuse_loop_cfg_create ();
+      if (cfg != NULL)
+        fuse_loop_cfg_set_max_threads (cfg, o->threads > 0 ? o->threads : 4);
+      r = cfg != NULL ? fuse_session_loop_mt (se, cfg) : fuse_session_loop (se);
+      fuse_loop_cfg_destroy (cfg);
+    }
+  else
+    fprintf (stderr, "berth-fuse: cannot start the decoding threads\n");
+  pthread_mutex_lock (&pool.lock);
+  pool.stop = true;
+  pthread_cond_broadcast (&pool.cond);
+  pthread_mutex_unlock (&pool.lock);
+  for (unsigned i = 0; i < nworkers; i++)
+    pthread_join (workers[i], NULL);
   fuse_session_unmount (se);
   fuse_remove_signal_handlers (se);
   fuse_session_destroy (se);
   berth_layerindex_free (fs.idx);
+  remote_blob_close (fs.remote); /* stops the background fetch, saves the bitmap */
   free (fs.nlink);
-  close (fs.blob.fd);
+  if (fs.blob.fd >= 0)
+    close (fs.blob.fd);
   return r < 0 ? 1 : 0;
 }
 
@@ -931,10 +1687,22 @@ main (int argc, char **argv)
     { "xattr-prefix", required_argument, NULL, 'x' },
     { "threads", required_argument, NULL, 't' },
     { "foreground", no_argument, NULL, 'f' },
+    { "diff-id", required_argument, NULL, 'd' },
+    { "readahead-kb", required_argument, NULL, 'r' },
+    { "checkpoint-span", required_argument, NULL, 'c' },
+    { "remote-url", required_argument, NULL, 'U' },
+    { "remote-cache", required_argument, NULL, 'C' },
+    { "remote-headers-file", required_argument, NULL, 'H' },
+    { "remote-ca", required_argument, NULL, 'A' },
+    { "remote-plain-http", no_argument, NULL, 'P' },
+    { "remote-timeout", required_argument, NULL, 'T' },
+    { "remote-retries", required_argument, NULL, 'R' },
+    { "blob-size", required_argument, NULL, 'S' },
+    { "blob-digest", required_argument, NULL, 'D' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  struct opts o = { 0 };
+  struct opts o = { .readahead_kb = 4096 };
   if (argc < 2)
     {
       usage (stderr);
@@ -966,6 +1734,57 @@ main (int argc, char **argv)
           break;
         }
       case 'f': o.foreground = true; break;
+      case 'd': o.diff_id = optarg; break;
+      case 'c':
+        {
+          char *end;
+          unsigned long long n = strtoull (optarg, &end, 10);
+          if (*end != '\0' || n < 65536 || n > (UINT64_C (1) << 30))
+            {
+              fprintf (stderr, "berth-fuse: --checkpoint-span wants 65536..1073741824 bytes, not `%s'\n", optarg);
+              return 2;
+            }
+          checkpoint_span = n;
+          break;
+        }
+      case 'r':
+        {
+          char *end;
+          long n = strtol (optarg, &end, 10);
+          if (*end != '\0' || n < 0 || n > 1048576)
+            {
+              fprintf (stderr, "berth-fuse: --readahead-kb wants 0..1048576 (0: the kernel's), not `%s'\n", optarg);
+              return 2;
+            }
+          o.readahead_kb = n;
+          break;
+        }
+      case 'U': o.remote_url = optarg; break;
+      case 'C': o.remote_cache = optarg; break;
+      case 'H': o.remote_headers_file = optarg; break;
+      case 'A': o.remote_ca = optarg; break;
+      case 'P': o.remote_plain_http = true; break;
+      case 'D': o.blob_digest = optarg; break;
+      case 'S':
+      case 'T':
+      case 'R':
+        {
+          char *end;
+          errno = 0;
+          unsigned long long n = strtoull (optarg, &end, 10);
+          if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' || (c != 'S' && n > 3600))
+            {
+              fprintf (stderr, "berth-fuse: bad number `%s'\n", optarg);
+              return 2;
+            }
+          if (c == 'S')
+            o.blob_size = n;
+          else if (c == 'T')
+            o.remote_timeout = (long) n;
+          else
+            o.remote_retries = n == 0 ? -1 : (int) n;
+          break;
+        }
       case 'h': usage (stdout); return 0;
       default: usage (stderr); return 2;
       }

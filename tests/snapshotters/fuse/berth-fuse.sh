@@ -14,6 +14,12 @@ grep -qw fuse /proc/filesystems || skip "the kernel has no fuse file system"
 command -v zstd >/dev/null || skip "zstd not installed"
 
 MOUNTS=()
+declare -A SERVER
+# server_pid MOUNTPOINT: the pid of the berth-fuse serving it (pgrep never
+# matches itself, unlike a grep over /proc/*/cmdline).
+server_pid () { pgrep -f -- "berth-fuse mount .* $1\$" | head -1; }
+# gone PID: the process has exited (a zombie waiting for its reaper counts).
+gone () { [ ! -e "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 fuse_cleanup () {
   local m
   for m in "${MOUNTS[@]}"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
@@ -112,6 +118,31 @@ sys.exit(1 if bad else 0)
 EOF
 }
 
+# parallel_reads MNT: the kernel's copy of bin/big dropped, then 4 readers
+# at once (several FUSE threads on one file, the decoding pool shared).
+parallel_reads () {
+  python3 - "$1/bin/big" "$T/big" <<'EOF'
+import os, sys, threading
+path, want = sys.argv[1], open(sys.argv[2], "rb").read()
+fd = os.open(path, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+bad = []
+def reader(i):
+    with open(path, "rb", buffering=0) as f:
+        start = len(want) // 2 if i % 2 else 0
+        f.seek(start)
+        got = b""
+        while True:
+            b = f.read(1 << 20)
+            if not b: break
+            got += b
+        if got != want[start:]: bad.append(i)
+ts = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+if bad: print("readers that saw wrong bytes:", bad)
+sys.exit(1 if bad else 0)
+EOF
+}
+
 # random_reads MNT: 300 reads at random offsets of bin/big, byte for byte.
 random_reads () {
   python3 - "$1/bin/big" "$T/big" <<'EOF'
@@ -140,11 +171,15 @@ for kind in gzip zstd none; do
   run "$BERTH_FUSE" mount --blob "$blob" --index "$T/$kind.idx" --log "$T/fuse-$kind.log" "$mnt"
   expect_rc 0 "$kind: mounted (the parent returns once it serves)"
   MOUNTS+=("$mnt")
+  SERVER[$kind]=$(server_pid "$mnt")
+  [ -n "${SERVER[$kind]}" ] && pass "$kind: server ${SERVER[$kind]} runs" || fail "$kind: no berth-fuse process for $mnt"
   if grep -q " $mnt .*- fuse.berth " /proc/self/mountinfo; then pass "$kind: fuse.berth mount listed"; else fail "$kind: no mount"; fi
   run check_tree "$mnt"
   expect_rc 0 "$kind: tree matches the tar (types, modes, owners, sizes, links, devices, xattrs, whiteouts)"
   run random_reads "$mnt"
   expect_rc 0 "$kind: 300 random reads and a full read match the file"
+  run parallel_reads "$mnt"
+  expect_rc 0 "$kind: 4 readers at once, cold, match the file"
   run cat "$mnt/etc/hello"
   expect_contains "hello from a layer" "$kind: small file content"
   run touch "$mnt/etc/new"
@@ -180,13 +215,120 @@ run "$BERTH_FUSE" index --blob "$T/layer.tar" --media-type application/vnd.oci.i
 run "$BERTH_FUSE" mount --blob "$T/layer.tar.gz" --index "$T/gzip.idx" "$T/no/such/dir"
 [ "$rc" = 1 ] && pass "missing mountpoint: exit 1" || fail "missing mountpoint: exit $rc"
 
-# Unmounting ends the server process.
+# Small blocks: with a checkpoint every 64 KiB a 1 MiB read spans 16 of
+# them, more than one reply pins; 4 cold readers at different places of a
+# 24 MiB file must not wait for each other's blocks (bounded: a deadlock
+# fails instead of hanging).
+python3 - "$T" <<'EOF'
+import io, os, random, sys, tarfile
+rnd = random.Random(3)
+data = b"".join(rnd.randbytes(16384) + b"berth fuse layer " * 2900 for _ in range(384))
+open(os.path.join(sys.argv[1], "big2"), "wb").write(data)
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as tf:
+    i = tarfile.TarInfo("big2"); i.size = len(data); tf.addfile(i, io.BytesIO(data))
+open(os.path.join(sys.argv[1], "layer2.tar"), "wb").write(buf.getvalue())
+EOF
+gzip -1 -c "$T/layer2.tar" > "$T/layer2.tar.gz"
+run "$BERTH_FUSE" index --blob "$T/layer2.tar.gz" --media-type application/vnd.oci.image.layer.v1.tar+gzip \
+  --checkpoint-span 65536 --out "$T/small.idx"
+expect_rc 0 "index with a checkpoint every 64 KiB"
+mkdir -p "$T/mnt-small"
+run "$BERTH_FUSE" mount --blob "$T/layer2.tar.gz" --index "$T/small.idx" --threads 8 --log "$T/fuse-small.log" \
+  "$T/mnt-small"
+expect_rc 0 "small blocks: mounted"
+MOUNTS+=("$T/mnt-small")
+SERVER[small]=$(server_pid "$T/mnt-small")
+spread_reads () {
+  timeout 120 python3 - "$1/big2" "$T/big2" <<'EOF'
+import os, sys, threading
+path, want = sys.argv[1], open(sys.argv[2], "rb").read()
+fd = os.open(path, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+bad = []
+def reader(i):
+    start = i * len(want) // 8
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        got = b""
+        while True:
+            b = f.read(1 << 20)
+            if not b: break
+            got += b
+    if got != want[start:]: bad.append(i)
+ts = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+if bad: print("readers that saw wrong bytes:", bad)
+sys.exit(1 if bad else 0)
+EOF
+}
+for i in 1 2 3; do
+  run spread_reads "$T/mnt-small"
+  expect_rc 0 "small blocks: 8 cold readers at different places match the file (round $i)"
+done
+
+# SIGTERM ends the server, which unmounts (its decoding threads must not
+# swallow the signal).
+mkdir -p "$T/mnt-term"
+run "$BERTH_FUSE" mount --blob "$T/layer.tar.gz" --index "$T/gzip.idx" --log "$T/fuse-term.log" "$T/mnt-term"
+expect_rc 0 "term: mounted"
+MOUNTS+=("$T/mnt-term")
+pid=$(server_pid "$T/mnt-term")
+cmp -s "$T/mnt-term/bin/big" "$T/big" && pass "term: big file reads back" || fail "term: big file differs"
+if [ -n "$pid" ]; then
+  kill -TERM "$pid"
+  start=$SECONDS
+  while ! gone "$pid" && [ $((SECONDS - start)) -lt 60 ]; do sleep 0.1; done
+  gone "$pid" && pass "term: server $pid exited on SIGTERM" || fail "term: server $pid still running 60 s after SIGTERM"
+  grep -q " $T/mnt-term " /proc/self/mountinfo && fail "term: still mounted after SIGTERM" || pass "term: unmounted"
+  grep -qE 'Sanitizer|runtime error' "$T/fuse-term.log" && fail "term: server log: $(cat "$T/fuse-term.log")"
+else
+  fail "term: no server pid"
+fi
+
+# diffID: the sha256 of the uncompressed tar is checked when given.
+diff_id=sha256:$(sha256sum "$T/layer.tar" | cut -d' ' -f1)
+run "$BERTH_FUSE" index --blob "$T/layer.tar.gz" --media-type application/vnd.oci.image.layer.v1.tar+gzip \
+  --diff-id "$diff_id" --out "$T/ok.idx"
+expect_rc 0 "index with the right --diff-id"
+expect_contains "$diff_id" "the diffID is printed"
+bad_id=sha256:$(printf '%064d' 0)
 for kind in gzip zstd none; do
-  pid=$(grep -l -- "$T/mnt-$kind" /proc/[0-9]*/cmdline 2>/dev/null | head -1 | cut -d/ -f3)
-  umount "$T/mnt-$kind"
-  for i in $(seq 1 40); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then fail "$kind: server $pid still running after umount"
-  else pass "$kind: server exited after umount"; fi
+  case $kind in
+    gzip) blob=$T/layer.tar.gz; mt=application/vnd.oci.image.layer.v1.tar+gzip ;;
+    zstd) blob=$T/layer.tar.zst; mt=application/vnd.oci.image.layer.v1.tar+zstd ;;
+    none) blob=$T/layer.tar; mt=application/vnd.oci.image.layer.v1.tar ;;
+  esac
+  run "$BERTH_FUSE" index --blob "$blob" --media-type "$mt" --diff-id "$bad_id" --out "$T/bad-$kind.idx"
+  if [ "$rc" = 1 ] && printf '%s' "$out" | grep -qF "$diff_id" && printf '%s' "$out" | grep -qF "$bad_id" \
+     && [ ! -e "$T/bad-$kind.idx" ]; then pass "$kind: a wrong --diff-id is refused, naming both, no index left"
+  else fail "$kind: wrong --diff-id: exit $rc, index file $(ls "$T/bad-$kind.idx" 2>&1)"; fi
+done
+
+# The blob as an inherited descriptor, as the fuse snapshotter hands it over.
+run "$BERTH_FUSE" index --blob /dev/fd/3 --media-type application/vnd.oci.image.layer.v1.tar+gzip \
+  --diff-id "$diff_id" --out "$T/fd.idx" 3<"$T/layer.tar.gz"
+expect_rc 0 "index --blob /dev/fd/3"
+mkdir -p "$T/mnt-fd"
+run "$BERTH_FUSE" mount --blob /proc/self/fd/3 --index "$T/fd.idx" --log "$T/fuse-fd.log" "$T/mnt-fd" 3<"$T/layer.tar.gz"
+expect_rc 0 "mount --blob /proc/self/fd/3"
+MOUNTS+=("$T/mnt-fd")
+SERVER[fd]=$(server_pid "$T/mnt-fd")
+cmp -s "$T/mnt-fd/bin/big" "$T/big" && pass "fd: big file reads back" || fail "fd: big file differs"
+
+# Unmounting ends the server process.  An ASan build's server checks for
+# leaks on the way out, which takes seconds on a loaded machine: wait for
+# up to 60 s, and then look at what it reported (its log is its stderr).
+for kind in gzip zstd none fd small; do
+  pid=${SERVER[$kind]:-}
+  umount "$T/mnt-$kind" || fail "$kind: umount failed"
+  start=$SECONDS
+  while [ -n "$pid" ] && ! gone "$pid" && [ $((SECONDS - start)) -lt 60 ]; do sleep 0.1; done
+  if [ -z "$pid" ]; then fail "$kind: no server pid to watch"
+  elif gone "$pid"; then pass "$kind: server $pid exited after umount (in about $((SECONDS - start)) s)"
+  else fail "$kind: server $pid still running 60 s after umount"; fi
+  if grep -qE 'Sanitizer|runtime error' "$T/fuse-$kind.log" 2>/dev/null; then
+    fail "$kind: the server reported errors:"; sed 's/^/  | /' "$T/fuse-$kind.log" | head -40
+  else pass "$kind: server log clean"; fi
 done
 if grep -q " $T/" /proc/self/mountinfo; then fail "mounts left under $T"; else pass "no mount left"; fi
 finish
