@@ -19,6 +19,11 @@
 #include "snapshots.h"
 
 #define INHERITED_PREFIX "containerd.io/snapshot/"
+/* containerd's remote-snapshotter protocol (snapshots.go, metadata/snapshot.go):
+ * a prepare that carries the name its layer will have once committed. */
+#define LABEL_SNAPSHOT_REF "containerd.io/snapshot.ref"
+#define LABEL_LAYER_DIGEST "containerd.io/snapshot/cri.layer-digest"
+#define LABEL_GC_LAYER "containerd.io/gc.ref.content.layer"
 
 static pthread_rwlock_t gc_lock = PTHREAD_RWLOCK_INITIALIZER;
 
@@ -81,6 +86,51 @@ labels_clearp (berth_labels *l)
   labels_clear (l);
 }
 
+/* The plugin answered EXISTS to a prepare naming `target`: if it did commit
+ * the layer as btarget, record that in this namespace (with the caller's
+ * labels, and a GC reference to the layer blob it is served from, which
+ * must stay) and answer EXISTS, as containerd does; otherwise the EXISTS
+ * stands as the plugin's error. */
+static int
+record_remote (const struct snaps *s, berth_ctx *ctx, const char *target, const char *btarget, const char *parent,
+               const berth_labels *labels, berth_error **err)
+{
+  struct berth_snapshot_info info = { .size = sizeof info };
+  _cleanup_error_ berth_error *se = NULL;
+  if (snapshotter_stat (s->p, ctx, btarget, &info, &se) < 0 || info.kind != BERTH_SNAPSHOT_COMMITTED)
+    return BERTH_E_EXISTS; /* err already says why */
+  berth_error_free (*err);
+  *err = NULL;
+  __attribute__ ((cleanup (labels_clearp))) berth_labels keep = { 0 };
+  size_t it = 0;
+  const char *k, *v;
+  int r = 0;
+  while (r == 0 && labels_next (labels, &it, &k, &v))
+    r = labels_set (&keep, k, v);
+  const char *digest = labels_get (labels, LABEL_LAYER_DIGEST);
+  if (r == 0 && digest && *digest)
+    r = labels_set (&keep, LABEL_GC_LAYER, digest);
+  if (r < 0)
+    return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "out of memory");
+  struct meta_snapshot rec = {
+    .snapshotter = (char *) s->snapshotter,
+    .key = (char *) target,
+    .backend = (char *) btarget,
+    .parent = (char *) (parent ? parent : ""),
+    .kind = BERTH_SNAPSHOT_COMMITTED,
+    .labels = keep,
+  };
+  r = meta_snapshot_add (s->m, s->ns, &rec, s->lease, err);
+  if (r < 0)
+    {
+      _cleanup_error_ berth_error *e2 = NULL;
+      snapshotter_remove (s->p, ctx, btarget, &e2);
+      return r;
+    }
+  return berth_error_set (err, BERTH_E_EXISTS, 0, "target snapshot %s: already exists (committed by snapshotter %s)",
+                          target, s->snapshotter);
+}
+
 int
 snaps_create (const struct snaps *s, const char *key, const char *parent, const berth_labels *labels, bool view,
               berth_mounts *ret_mounts, berth_error **err)
@@ -130,6 +180,26 @@ snaps_create (const struct snaps *s, const char *key, const char *parent, const 
   if (inherited (labels, &inh) < 0)
     return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "out of memory");
 
+  /* A remote snapshotter commits the layer itself, under the backend name
+   * of the target, and answers EXISTS (containerd's protocol). */
+  const char *target = labels && !view ? labels_get (labels, LABEL_SNAPSHOT_REF) : NULL;
+  _cleanup_free_ char *btarget = NULL;
+  if (target && *target)
+    {
+      struct meta_snapshot t = { 0 };
+      _cleanup_error_ berth_error *te = NULL;
+      r = meta_snapshot_get (s->m, s->ns, s->snapshotter, target, &t, &te);
+      meta_snapshot_clear (&t);
+      if (r == 0)
+        return berth_error_set (err, BERTH_E_EXISTS, 0, "target snapshot %s: already exists", target);
+      if (r != BERTH_E_NOTFOUND)
+        return berth_error_take (err, TAKE_PTR (te));
+      if ((r = meta_snapshot_backend_key (s->m, s->ns, target, &btarget, err)) < 0)
+        return r;
+      if (labels_set (&inh, LABEL_SNAPSHOT_REF, btarget) < 0)
+        return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "out of memory");
+    }
+
   berth_ctx ctx;
   ctx_init (&ctx, s->ns, s->lease);
   berth_mounts scratch = { 0 };
@@ -139,6 +209,8 @@ snaps_create (const struct snaps *s, const char *key, const char *parent, const 
   else
     r = snapshotter_prepare (s->p, &ctx, bkey, bparent, &inh, mounts, err);
   mounts_clear (&scratch);
+  if (r == BERTH_E_EXISTS && btarget)
+    return record_remote (s, &ctx, target, btarget, parent, labels, err);
   if (r < 0)
     return r;
   BERTH_FAILPOINT ("snapshot-prepare-before-record");

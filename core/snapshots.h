@@ -38,7 +38,13 @@ int snaps_plugin (registry *reg, const char *id, plugin **ret, berth_error **err
 /* Prepare (view false) or View (view true) key on parent ("" or NULL: none).
  * Labels are kept in the metadata; the plugin gets the inherited ones
  * (containerd.io/snapshot/...).  BERTH_E_EXISTS when key is taken,
- * BERTH_E_NOTFOUND when parent does not exist.  ret_mounts may be NULL. */
+ * BERTH_E_NOTFOUND when parent does not exist.  ret_mounts may be NULL.
+ * With the label containerd.io/snapshot.ref = TARGET (containerd's remote
+ * snapshotter protocol) the plugin gets TARGET's backend name in that label
+ * and may commit the layer itself and answer EXISTS: TARGET is then
+ * recorded as committed on parent, with the labels and a GC reference to
+ * the blob named by containerd.io/snapshot/cri.layer-digest, and
+ * BERTH_E_EXISTS is returned: the layer is there, nothing to apply. */
 int snaps_create (const struct snaps *s, const char *key, const char *parent, const berth_labels *labels, bool view,
                   berth_mounts *ret_mounts, berth_error **err);
 /* BERTH_E_EXISTS when name is taken, BERTH_E_NOTFOUND when key does not exist. */

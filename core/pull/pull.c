@@ -1082,7 +1082,33 @@ unpack_layer (struct pull_state *st, const struct snaps *sn, size_t i, const cha
   char key[BERTH_NAME_MAX];
   snprintf (key, sizeof key, "extract-%s-%zu-%s", st->lease, i, u->chain);
   berth_mounts mounts = { 0 };
-  int r = snaps_create (sn, key, parent, NULL, false, &mounts, err);
+  /* containerd's remote-snapshotter labels (snapshots.go): a snapshotter
+   * that serves the layer from its blob (fuse) commits it itself and
+   * answers EXISTS; the others ignore them. */
+  berth_labels rl = { 0 };
+  int r = labels_set (&rl, "containerd.io/snapshot.ref", u->chain);
+  if (r == 0)
+    r = labels_set (&rl, "containerd.io/snapshot/cri.layer-digest", u->digest);
+  if (r == 0 && u->media_type)
+    r = labels_set (&rl, "containerd.io/snapshot/io.berth.layer.media-type", u->media_type);
+  if (r == 0)
+    r = labels_set (&rl, "containerd.io/snapshot/io.berth.layer.diff-id", u->diff_id);
+  if (r == 0)
+    r = snaps_create (sn, key, parent, &rl, false, &mounts, err);
+  else
+    r = berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "out of memory");
+  labels_clear (&rl);
+  if (r == BERTH_E_EXISTS)
+    {
+      /* Committed as u->chain by the snapshotter (or by another pull meanwhile). */
+      berth_error_free (*err);
+      *err = NULL;
+      berth_labels l = { 0 };
+      if (labels_set (&l, "containerd.io/uncompressed", u->diff_id) == 0)
+        record (st, u->digest, u->size, &l, err);
+      labels_clear (&l);
+      return 0;
+    }
   if (r < 0)
     return r;
   enum unpack_mode mode = UNPACK_NATIVE;
@@ -1320,6 +1346,12 @@ unpack_image (struct pull_state *st, berth_error **err)
             }
           else if (!streamed)
             r = unpack_layer (st, &sn, i, parent, err);
+          if (l && r < 0)
+            {
+              /* The progress line says why, not just "error". */
+              free (l->error);
+              l->error = strdup (*err ? berth_error_message (*err) : berth_errcode_name (r));
+            }
           if (l)
             set_phase (st, (size_t) (l - st->layers), r == 0 ? PULL_DONE : PULL_ERROR);
         }

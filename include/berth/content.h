@@ -87,6 +87,14 @@ struct berth_content_ops
   int (*list_statuses) (void *self, berth_ctx *ctx, const char *const *filters, berth_content_status_fn fn,
                         void *data, berth_error *err);
   int (*abort) (void *self, berth_ctx *ctx, const char *ref, berth_error *err);
+
+  /* 1.2: a read-only file descriptor (O_CLOEXEC) of the committed blob
+   * `digest`, for a helper process that serves the blob's bytes after the
+   * call returns and may outlive the daemon (the fuse snapshotter's layer
+   * server).  The caller owns and closes it.  The bytes behind it never
+   * change; deleting the blob later does not invalidate it.  NOTFOUND;
+   * NOTSUP (or a NULL method) for a store whose blobs are not files. */
+  int (*blob_fd) (void *self, berth_ctx *ctx, const char *digest, int *ret_fd, berth_error *err);
 };
 
 /* The size of the 1.0 layout: the least the host accepts in ops->size. */

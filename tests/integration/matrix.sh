@@ -18,22 +18,18 @@ for tool in docker-registry skopeo python3 script; do
 done
 [ -n "${top_srcdir:-}" ] || top_srcdir=$(cd "$(dirname "$0")/../.." && pwd)
 
-IMAGES=${BERTH_TEST_IMAGES:-$top_builddir/build/test-images}
-run bash "$top_srcdir/tests/images/build.sh" "$IMAGES"
-[ "$rc" = 0 ] || { fail "building the test images"; finish; }
-REGDIR=$T/registry
-REG=$(bash "$top_srcdir/tests/registry/start.sh" "$REGDIR") || { fail "starting docker-registry"; finish; }
-stop_registry () { bash "$top_srcdir/tests/registry/stop.sh" "$REGDIR" >/dev/null 2>&1; }
 trap 'stop_registry; rmdir /sys/fs/cgroup/*/"${NS:-no-such-ns}" 2>/dev/null; cleanup' EXIT
-run bash "$top_srcdir/tests/registry/push.sh" "$REG" --images "$IMAGES" --only busybox
-[ "$rc" = 0 ] || { fail "pushing the test images"; finish; }
+start_test_registry --only busybox
 
 # The runtime plugins, pointed at this build's berth-runtime and berth-shim.
 SHIM=$top_builddir/shim/berth-shim
 [ -x "$SHIM" ] || skip "berth-shim not built ($SHIM)"
+# The fuse snapshotter serves layers with this build's berth-fuse (it SKIPs
+# without one, or without /dev/fuse: so do its combinations then).
 start_berthd "$T/d" \
   '[plugins."io.berth.runtime.v1.namespaces"]' "  binary = \"$top_builddir/berth-runtime\"" "  shim_binary = \"$SHIM\"" \
-  '[plugins."io.berth.runtime.v1.oci"]' "  shim_binary = \"$SHIM\"" || finish
+  '[plugins."io.berth.runtime.v1.oci"]' "  shim_binary = \"$SHIM\"" \
+  '[plugins."io.berth.snapshotter.v1.fuse"]' "  binary = \"$top_builddir/plugins/snapshotters/fuse/berth-fuse\"" || finish
 # A namespace of our own: the containers' cgroups are /<ns>/<id>.
 NS=matrix-$$
 # The CLI's stdio FIFOs go under the test's directory, not /run/berth/fifo.
@@ -90,6 +86,11 @@ lifecycle () { # snapshotter runtime
     fail "$tag: run true: exit $rc: $out"; return 0
   fi
   pass "$tag: run --rm true"
+  if [ "$sn" = fuse ]; then
+    # Served, not unpacked: the image's layer is a FUSE mount in fuse's root.
+    grep -q " $T/d/root/io.berth.snapshotter.v1.fuse/snapshots/[0-9]*/fs .* - fuse.berth " /proc/self/mountinfo &&
+      pass "$tag: the layer is served over FUSE (fuse.berth mount)" || fail "$tag: no fuse.berth layer mount"
+  fi
 
   run "${R[@]}" --rm "$IMG" sh -c 'exit 3'
   expect_rc 3 "$tag: the container's exit status is berth run's"
@@ -172,13 +173,16 @@ lifecycle () { # snapshotter runtime
     fail "$tag: $n-up not Up after restart"
   printf '%s\n' "$out" | grep "$n-ex" | grep -q "Exited (7)" && pass "$tag: and the one that exited meanwhile as Exited (7)" ||
     fail "$tag: $n-ex not Exited (7) after restart"
+  run "${B[@]}" exec "$n-up" cat /etc/passwd
+  expect_contains "root:x:0:0" "$tag: the running container's rootfs still reads after the restart"
   run "${B[@]}" rm -f "$n-up" "$n-ex"
   expect_rc 0 "$tag: rm -f after restart"
   leaks "$tag"
 }
 
 SKIPPED=()
-COMBOS=${BERTH_MATRIX:-"overlayfs:namespaces overlayfs:runc overlayfs:crun native:namespaces native:runc native:crun"}
+COMBOS=${BERTH_MATRIX:-"overlayfs:namespaces overlayfs:runc overlayfs:crun native:namespaces native:runc native:crun
+  fuse:namespaces fuse:runc"}
 for combo in $COMBOS; do
   echo "=== ${combo%%:*} × ${combo##*:}"
   before=$failures

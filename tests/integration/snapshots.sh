@@ -1,7 +1,7 @@
 #!/bin/bash
 # The Snapshots and Diff services with the real ctr: `ctr images pull`
 # unpacks client-side (Snapshots.Prepare + Diff.Apply + Snapshots.Commit)
-# into berthd's overlayfs and native snapshotters; the unpacked multilayer
+# into berthd's overlayfs, native and fuse snapshotters; the unpacked multilayer
 # image is mounted and checked (whiteout, opaque directory, hard link,
 # symlink, the 64 MiB file's sha256); ctr snapshots ls/info/usage/prepare/
 # mounts/commit/rm and the berth CLI; removal refused while children exist;
@@ -14,18 +14,13 @@ for tool in docker-registry skopeo python3; do
 done
 [ -n "${top_srcdir:-}" ] || top_srcdir=$(cd "$(dirname "$0")/../.." && pwd)
 
-IMAGES=${BERTH_TEST_IMAGES:-$top_builddir/build/test-images}
-run bash "$top_srcdir/tests/images/build.sh" "$IMAGES"
-[ "$rc" = 0 ] || { fail "building the test images"; finish; }
-REGDIR=$T/registry
-echo "+ tests/registry/start.sh $REGDIR"
-REG=$(bash "$top_srcdir/tests/registry/start.sh" "$REGDIR") || { fail "starting docker-registry"; finish; }
-stop_registry () { bash "$top_srcdir/tests/registry/stop.sh" "$REGDIR" >/dev/null 2>&1; }
 trap 'stop_registry; cleanup' EXIT
-run bash "$top_srcdir/tests/registry/push.sh" "$REG" --images "$IMAGES"
-[ "$rc" = 0 ] || { fail "pushing the test images"; finish; }
+start_test_registry
 
-start_berthd "$T/d" || finish
+# fuse: ctr's client-side unpack gives no layer digest, so its layers are
+# ordinary directories there (the served ones: tests/snapshotters/fuse/).
+start_berthd "$T/d" '[plugins."io.berth.snapshotter.v1.fuse"]' \
+  "  binary = \"$top_builddir/plugins/snapshotters/fuse/berth-fuse\"" || finish
 C=("$CTR" --address "$SOCK")
 B=("$BERTH" --address "$SOCK")
 IMG=$REG/multilayer:latest
@@ -87,7 +82,7 @@ check_tree () { # dir, snapshotter
 }
 
 tested=0
-for S in overlayfs native; do
+for S in overlayfs native fuse; do
   st=$(plugin_status "$S")
   if [ "$st" != ok ]; then
     reason=$("${B[@]}" plugins ls -d 2>/dev/null | grep -A8 "snapshotter.v1.*$S" | grep -i -m1 "error" || true)

@@ -505,6 +505,21 @@ local_reader_close (void *self, berth_content_reader *rd)
   free (rd);
 }
 
+/* ABI 1.2: the blob's own file, opened read-only.  A committed blob is
+ * never rewritten (a new one is renamed over nothing), so the descriptor
+ * keeps serving the same bytes, even after the blob is deleted. */
+static int
+local_blob_fd (void *self, berth_ctx *ctx, const char *digest, int *ret_fd, berth_error *err)
+{
+  berth_content_reader *rd = NULL;
+  int r = local_reader_open (self, ctx, digest, &rd, err);
+  if (r < 0)
+    return r;
+  *ret_fd = rd->fd;
+  free (rd);
+  return 0;
+}
+
 /* ---- ingests ------------------------------------------------------------------ */
 
 static int
@@ -809,6 +824,7 @@ static const struct berth_content_ops local_ops = {
   .status = local_status,
   .list_statuses = local_list_statuses,
   .abort = local_abort,
+  .blob_fd = local_blob_fd,
 };
 
 static const struct berth_config_key k_ingest_max_age
