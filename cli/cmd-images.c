@@ -9,7 +9,9 @@
  * "-" as its size rather than a partial sum.
  *
  * Docker-style shortcuts live here too: `berth rmi` (images rm) and
- * `berth tag` (images tag).  `images pull` is berth pull (cli/cmd-pull.c).
+ * `berth tag` (images tag).  `images pull` is berth pull (cli/cmd-pull.c),
+ * `images convert` lives in cli/cmd-convert.c (cli/images.h: the platform
+ * helpers below are shared with it).
  */
 #include <config.h>
 
@@ -24,12 +26,11 @@
 #include "cleanup.h"
 #include "cli.h"
 #include "helpers.h"
+#include "images.h"
 #include "table.h"
 #include "github.com/containerd/containerd/api/services/images/v1/images.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
 #include "google/protobuf/field_mask.pb-c.h"
-
-#define IMAGES_SERVICE "/containerd.services.images.v1.Images/"
 
 /* Manifests, indexes and configs are small; anything above this is not a
  * document the CLI should hold in memory. */
@@ -63,15 +64,7 @@ static const struct option tag_options[] = {
 
 /* ---- platforms ---- */
 
-struct platform
-{
-  char os[32];
-  char arch[32];
-  char variant[32];
-};
-
-/* containerd's platforms.Normalize, for the names that occur in practice. */
-static void
+void
 platform_normalize (struct platform *p)
 {
   for (char *c = p->os; *c; c++)
@@ -109,13 +102,13 @@ platform_normalize (struct platform *p)
     }
 }
 
-static void
+void
 platform_format (const struct platform *p, char *buf, size_t len)
 {
   snprintf (buf, len, "%s/%s%s%s", p->os, p->arch, p->variant[0] ? "/" : "", p->variant);
 }
 
-static void
+void
 platform_host (struct platform *p)
 {
   struct utsname u;
@@ -131,16 +124,54 @@ platform_host (struct platform *p)
   platform_normalize (p);
 }
 
-/* The host matches a descriptor's platform (containerd's platforms.Only,
- * simplified: same OS and architecture, and the same variant when both
- * name one). */
-static bool
+bool
+platform_parse (const char *s, struct platform *p)
+{
+  memset (p, 0, sizeof *p);
+  char part[3][32] = { "", "", "" };
+  size_t n = 0;
+  for (const char *c = s; n < 3; n++)
+    {
+      const char *e = strchr (c, '/');
+      size_t len = e ? (size_t) (e - c) : strlen (c);
+      if (len == 0 || len >= sizeof part[n])
+        return false;
+      memcpy (part[n], c, len);
+      if (e == NULL)
+        break;
+      c = e + 1;
+    }
+  if (n == 3)
+    return false; /* more than three parts */
+  if (n == 0)
+    {
+      /* "arm64" alone: an architecture of the host's OS (containerd). */
+      snprintf (p->os, sizeof p->os, "linux");
+      snprintf (p->arch, sizeof p->arch, "%s", part[0]);
+    }
+  else
+    {
+      snprintf (p->os, sizeof p->os, "%s", part[0]);
+      snprintf (p->arch, sizeof p->arch, "%s", part[1]);
+      snprintf (p->variant, sizeof p->variant, "%s", part[2]);
+    }
+  platform_normalize (p);
+  return true;
+}
+
+bool
+platform_matches (const struct platform *want, const struct platform *have)
+{
+  return strcmp (want->os, have->os) == 0 && strcmp (want->arch, have->arch) == 0
+         && (want->variant[0] == 0 || have->variant[0] == 0 || strcmp (want->variant, have->variant) == 0);
+}
+
+bool
 platform_matches_host (const struct platform *want)
 {
   struct platform host;
   platform_host (&host);
-  return strcmp (want->os, host.os) == 0 && strcmp (want->arch, host.arch) == 0
-         && (want->variant[0] == 0 || host.variant[0] == 0 || strcmp (want->variant, host.variant) == 0);
+  return platform_matches (want, &host);
 }
 
 static const char *
@@ -152,9 +183,7 @@ json_str (json_object *o, const char *key)
   return NULL;
 }
 
-/* platform from an object with os/architecture/variant (a descriptor's
- * "platform" or an image config); false when it has neither. */
-static bool
+bool
 platform_from_json (json_object *o, struct platform *p)
 {
   memset (p, 0, sizeof *p);
@@ -501,7 +530,8 @@ ls_run (struct cli *cli, int argc, char **argv)
       < 0)
     return cli_call_failed (cli, err, "listing images");
   Containerd__Services__Images__V1__ListImagesResponse *lr = (void *) resp;
-  qsort (lr->images, lr->n_images, sizeof *lr->images, image_cmp);
+  if (lr->n_images) /* an empty repeated field is NULL, which qsort must not get */
+    qsort (lr->images, lr->n_images, sizeof *lr->images, image_cmp);
 
   int ret = CLI_EXIT_OK;
   if (quiet)
@@ -862,12 +892,22 @@ static const char *const rm_aliases[] = { "remove", NULL };
 /* Where commands sit in images_commands[], for the shortcuts. */
 enum
 {
-  IMAGES_LS = 2,
-  IMAGES_RM = 4,
-  IMAGES_TAG = 5,
+  IMAGES_LS = 3,
+  IMAGES_RM = 5,
+  IMAGES_TAG = 6,
 };
 
 static const struct cli_command images_commands[] = {
+  {
+    .name = "convert",
+    .args = "--estargz|--uncompressed|--zstd [OPTIONS] SOURCE TARGET",
+    .summary = "Convert an image's layers to eStargz, uncompressed tar or zstd as a new image",
+    .help = image_convert_help,
+    .shortopts = IMAGE_CONVERT_SHORTOPTS,
+    .options = image_convert_options,
+    .run = image_convert_run,
+    .complete = "__images",
+  },
   {
     .name = "inspect",
     .args = "NAME...",

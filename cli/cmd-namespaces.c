@@ -82,7 +82,8 @@ label_cmp (const void *a, const void *b)
 static char *
 labels_string (const ns_t *ns)
 {
-  qsort (ns->labels, ns->n_labels, sizeof *ns->labels, label_cmp);
+  if (ns->n_labels)
+    qsort (ns->labels, ns->n_labels, sizeof *ns->labels, label_cmp);
   size_t len = 1;
   for (size_t i = 0; i < ns->n_labels; i++)
     len += strlen (ns->labels[i]->key) + strlen (ns->labels[i]->value) + 2;
@@ -131,7 +132,8 @@ ls_run (struct cli *cli, int argc, char **argv)
       < 0)
     return cli_call_failed (cli, err, "listing namespaces");
   Containerd__Services__Namespaces__V1__ListNamespacesResponse *lr = (void *) resp;
-  qsort (lr->namespaces, lr->n_namespaces, sizeof *lr->namespaces, ns_cmp);
+  if (lr->n_namespaces)
+    qsort (lr->namespaces, lr->n_namespaces, sizeof *lr->namespaces, ns_cmp);
 
   int ret = CLI_EXIT_OK;
   if (quiet)
@@ -146,7 +148,8 @@ ls_run (struct cli *cli, int argc, char **argv)
           json_object *o = json_object_new_object ();
           json_object_object_add (o, "name", json_object_new_string (ns->name));
           json_object *labels = json_object_new_object ();
-          qsort (ns->labels, ns->n_labels, sizeof *ns->labels, label_cmp);
+          if (ns->n_labels)
+            qsort (ns->labels, ns->n_labels, sizeof *ns->labels, label_cmp);
           for (size_t j = 0; j < ns->n_labels; j++)
             json_object_object_add (labels, ns->labels[j]->key, json_object_new_string (ns->labels[j]->value));
           json_object_object_add (o, "labels", labels);
