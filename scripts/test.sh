@@ -2,7 +2,8 @@
 # Run every berth test on this machine (as root):
 #   dependencies → build (-Werror) → make check (unit suites, plugin-ABI
 #   fixtures, toml-test corpus) → make check-integration (real berthd, real
-#   ctr) → the same unit suites under ASan+UBSan → fuzz smoke.
+#   ctr) → the same unit suites under ASan+UBSan, and a few integration
+#   suites with an ASan berthd → fuzz smoke.
 # Ends with the summary lines of all Check suites.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,19 @@ else
   echo "ASan build failed"; step_failed
 fi
 
+# berthd, the CLI, the shim and the plugins under the sanitizers with real
+# clients: a few integration suites that go through most of the daemon
+# (pull and unpack, snapshots on all three snapshotters, containers,
+# recovery).  The unit suites alone never ran berthd's own code paths.
+step "ASan+UBSan berthd: integration smoke"
+if [ -x build/asan/berthd ]; then
+  (cd build/asan && ASAN_OPTIONS=detect_leaks=1 make check TESTS="tests/integration/daemon.sh \
+     tests/integration/pull.sh tests/integration/snapshots.sh tests/integration/cli-run.sh \
+     tests/integration/recovery.sh tests/snapshotters/fuse/plugin.sh") || step_failed
+else
+  echo "no ASan berthd"; step_failed
+fi
+
 step "fuzz smoke (${FUZZ_SECONDS}s per target)"
 if build build/fuzz CC=clang --enable-fuzz; then
   (cd build/fuzz && make fuzz-smoke FUZZ_SECONDS="$FUZZ_SECONDS") || step_failed
@@ -64,7 +78,11 @@ for d in build/ci build/asan; do
     case "$res" in
       PASS|XFAIL) passed=$((passed + 1)) ;;
       SKIP) skipped=$((skipped + 1)) ;;
-      *) failed=$((failed + 1)); echo "failed: ${trs%.trs}" ;;
+      *) failed=$((failed + 1)); echo "failed: ${trs%.trs}"
+         # CI shows only this output: say why, not just that.
+         grep -E '^(not ok|FAIL|ERROR)|: (F|E):|Sanitizer|runtime error' "${trs%.trs}.log" 2>/dev/null \
+           | head -20 | sed 's/^/    | /'
+         tail -n 15 "${trs%.trs}.log" 2>/dev/null | sed 's/^/    : /' ;;
     esac
     log=${trs%.trs}.log
     cp "$log" "$logs/$(echo "$log" | tr / _)" 2>/dev/null

@@ -21,6 +21,7 @@ cleanup () {
   for pid in "${BERTHD_PIDS[@]}"; do
     kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
+  stop_registry
   # Anything a test mounted under its temporary tree.
   grep -o " $T[^ ]*" /proc/self/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m"; done
   rm -rf "$T"
@@ -28,6 +29,28 @@ cleanup () {
 trap cleanup EXIT
 
 skip () { echo "SKIP: $*"; exit 77; }
+
+# start_test_registry [push.sh options]: build the test images (once per
+# build tree, tests/images/build.sh), start Debian's docker-registry under
+# $T/registry and push them (all, or --only a,b).  Sets IMAGES, REGDIR and
+# REG (127.0.0.1:PORT).  cleanup stops the registry; a test with its own
+# EXIT trap calls stop_registry or cleanup in it.  A failed step fails the
+# test and finishes it.
+REGDIR=
+start_test_registry () {
+  IMAGES=${BERTH_TEST_IMAGES:-$top_builddir/build/test-images}
+  run bash "$top_srcdir/tests/images/build.sh" "$IMAGES"
+  [ "$rc" = 0 ] || { fail "building the test images"; finish; }
+  REGDIR=$T/registry
+  echo "+ tests/registry/start.sh $REGDIR"
+  REG=$(bash "$top_srcdir/tests/registry/start.sh" "$REGDIR") || { fail "starting docker-registry"; finish; }
+  run bash "$top_srcdir/tests/registry/push.sh" "$REG" --images "$IMAGES" "$@"
+  [ "$rc" = 0 ] || { fail "pushing the test images"; finish; }
+}
+stop_registry () {
+  [ -n "${REGDIR:-}" ] && [ -d "$REGDIR" ] || return 0
+  bash "$top_srcdir/tests/registry/stop.sh" "$REGDIR" >/dev/null 2>&1
+}
 fail () { echo "FAIL: $*"; failures=$((failures + 1)); }
 pass () { echo "ok: $*"; }
 need_root () { [ "$(id -u)" = 0 ] || skip "needs root"; }

@@ -12,16 +12,8 @@ for tool in docker-registry skopeo python3; do
 done
 [ -n "${top_srcdir:-}" ] || top_srcdir=$(cd "$(dirname "$0")/../.." && pwd)
 
-IMAGES=${BERTH_TEST_IMAGES:-$top_builddir/build/test-images}
-run bash "$top_srcdir/tests/images/build.sh" "$IMAGES"
-[ "$rc" = 0 ] || { fail "building the test images"; finish; }
-REGDIR=$T/registry
-echo "+ tests/registry/start.sh $REGDIR"
-REG=$(bash "$top_srcdir/tests/registry/start.sh" "$REGDIR") || { fail "starting docker-registry"; finish; }
-stop_registry () { bash "$top_srcdir/tests/registry/stop.sh" "$REGDIR" >/dev/null 2>&1; }
 trap 'stop_registry; cleanup' EXIT
-run bash "$top_srcdir/tests/registry/push.sh" "$REG" --images "$IMAGES"
-[ "$rc" = 0 ] || { fail "pushing the test images"; finish; }
+start_test_registry
 ACCESS=$REGDIR/registry.log
 
 start_berthd "$T/d" || finish

@@ -29,15 +29,7 @@ case "$N" in '' | *[!0-9]*) skip "BERTH_ISOLATION_N=$N is not a number" ;; esac
 CALL_TIMEOUT_MS=3000
 
 export BERTH_FIFO_DIR=$T/fifo
-IMAGES=${BERTH_TEST_IMAGES:-$top_builddir/build/test-images}
-run bash "$top_srcdir/tests/images/build.sh" "$IMAGES"
-[ "$rc" = 0 ] || { fail "building the test images"; finish; }
-REGDIR=$T/registry
-echo "+ tests/registry/start.sh $REGDIR"
-REG=$(bash "$top_srcdir/tests/registry/start.sh" "$REGDIR") || { fail "starting docker-registry"; finish; }
-stop_registry () { bash "$top_srcdir/tests/registry/stop.sh" "$REGDIR" >/dev/null 2>&1; }
-run bash "$top_srcdir/tests/registry/push.sh" "$REG" --images "$IMAGES" --only busybox
-[ "$rc" = 0 ] || { stop_registry; fail "pushing the busybox image"; finish; }
+start_test_registry --only busybox
 
 cfg=()
 for plug in namespaces oci; do

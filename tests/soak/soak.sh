@@ -51,15 +51,7 @@ NS=soak$$
 MARK=$((100000 + $$))        # the containers sleep this long: unique in ps
 CMD=(sh -c "trap 'exit 0' TERM; sleep $MARK & wait")
 
-IMAGES=${BERTH_TEST_IMAGES:-$top_builddir/build/test-images}
-run bash "$top_srcdir/tests/images/build.sh" "$IMAGES"
-[ "$rc" = 0 ] || { fail "building the test images"; finish; }
-REGDIR=$T/registry
-echo "+ tests/registry/start.sh $REGDIR"
-REG=$(bash "$top_srcdir/tests/registry/start.sh" "$REGDIR") || { fail "starting docker-registry"; finish; }
-stop_registry () { bash "$top_srcdir/tests/registry/stop.sh" "$REGDIR" >/dev/null 2>&1; }
-run bash "$top_srcdir/tests/registry/push.sh" "$REG" --images "$IMAGES" --only busybox,multilayer
-[ "$rc" = 0 ] || { stop_registry; fail "pushing the test images"; finish; }
+start_test_registry --only busybox,multilayer
 
 cfg=()
 for plug in namespaces oci; do
