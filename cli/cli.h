@@ -76,6 +76,9 @@ struct cli_group
 };
 
 extern const struct cli_group *const cli_groups[];
+/* main's argv, for a command that hands the whole command line to another
+ * program (image convert: convert-exec.c). */
+extern char **cli_argv;
 
 /* Connect on first use (address, connect timeout and deadline from the
  * global options); prints the error and returns NULL if it fails. */

@@ -571,9 +571,12 @@ run (struct cli *cli, int argc, char **argv)
   return c->run (cli, argc, argv);
 }
 
+char **cli_argv;
+
 int
 main (int argc, char **argv)
 {
+  cli_argv = argv;
   struct cli cli = {
     .address = getenv ("BERTH_ADDRESS"),
     .ns = getenv ("BERTH_NAMESPACE"),
