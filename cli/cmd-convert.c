@@ -948,30 +948,10 @@ layer_job_recode (struct layer_job *j, berth_error **err)
 }
 
 /* The eStargz writer's host table: errors into our records. */
-static int
-host_error_set (berth_error *e, int code, int errnum, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  int r = berth_error_vset_into (e, code, errnum, fmt, ap);
-  va_end (ap);
-  return r;
-}
-
-static int
-host_error_wrap (berth_error *e, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  int r = berth_error_vwrap_into (e, fmt, ap);
-  va_end (ap);
-  return r;
-}
-
 static const struct berth_host convert_host = {
   .size = sizeof (struct berth_host),
-  .error_set = host_error_set,
-  .error_wrap = host_error_wrap,
+  .error_set = berth_error_set_into,
+  .error_wrap = berth_error_wrap_into,
 };
 
 static int
@@ -980,7 +960,7 @@ estargz_read (void *data, void *buf, size_t len, size_t *ret_n, berth_error *err
   struct layer_job *j = data;
   int r = decoder_read (&j->dec, buf, len, ret_n, &j->err);
   if (r < 0)
-    return host_error_set (err, r, 0, "%s", berth_error_message (j->err));
+    return berth_error_set_into (err, r, 0, "%s", berth_error_message (j->err));
   progress_bytes (j->progress, j->dec.src->got);
   return 0;
 }
@@ -991,7 +971,7 @@ estargz_write (void *data, const void *buf, size_t len, berth_error *err)
   struct layer_job *j = data;
   int r = blob_sink_write (&j->sink, buf, len, &j->err);
   if (r < 0)
-    return host_error_set (err, r, 0, "%s", berth_error_message (j->err));
+    return berth_error_set_into (err, r, 0, "%s", berth_error_message (j->err));
   return 0;
 }
 

@@ -685,26 +685,6 @@ host_log (berth_plugin *p, int level, const char *fmt, ...)
   va_end (ap);
 }
 
-static int
-host_error_set (berth_error *err, int code, int errnum, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  int r = berth_error_vset_into (err, code, errnum, fmt, ap);
-  va_end (ap);
-  return r;
-}
-
-static int
-host_error_wrap (berth_error *err, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  int r = berth_error_vwrap_into (err, fmt, ap);
-  va_end (ap);
-  return r;
-}
-
 static struct berth_config *defaults;
 static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
 
@@ -838,8 +818,8 @@ static const struct berth_host host_table = {
   .abi_major = BERTH_ABI_MAJOR,
   .abi_minor = BERTH_ABI_MINOR,
   .log = host_log,
-  .error_set = host_error_set,
-  .error_wrap = host_error_wrap,
+  .error_set = berth_error_set_into,
+  .error_wrap = berth_error_wrap_into,
   .cfg_get = host_cfg_get,
   .ctx_cancelled = host_ctx_cancelled,
   .ctx_get = ctx_get,

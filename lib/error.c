@@ -70,6 +70,26 @@ berth_error_vwrap_into (berth_error *e, const char *fmt, va_list ap)
 }
 
 int
+berth_error_set_into (berth_error *e, int code, int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  int r = berth_error_vset_into (e, code, errnum, fmt, ap);
+  va_end (ap);
+  return r;
+}
+
+int
+berth_error_wrap_into (berth_error *e, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  int r = berth_error_vwrap_into (e, fmt, ap);
+  va_end (ap);
+  return r;
+}
+
+int
 berth_error_set (berth_error **err, int code, int errnum, const char *fmt, ...)
 {
   if (code >= 0)

@@ -35,6 +35,10 @@ int berth_error_wrap (berth_error **err, const char *fmt, ...) BERTH_PRINTF (2, 
 /* The ABI forms, on a host-owned record. */
 int berth_error_vset_into (berth_error *e, int code, int errnum, const char *fmt, va_list ap) BERTH_PRINTF (4, 0);
 int berth_error_vwrap_into (berth_error *e, const char *fmt, va_list ap) BERTH_PRINTF (2, 0);
+/* The same, variadic: exactly struct berth_host's error_set and error_wrap,
+ * for every host table built on these records (berthd's, the CLI's, tests'). */
+int berth_error_set_into (berth_error *e, int code, int errnum, const char *fmt, ...) BERTH_PRINTF (4, 5);
+int berth_error_wrap_into (berth_error *e, const char *fmt, ...) BERTH_PRINTF (2, 3);
 /* Move a filled record into *err (taking ownership); returns its code. */
 int berth_error_take (berth_error **err, berth_error *e);
 

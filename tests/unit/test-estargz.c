@@ -25,54 +25,8 @@
 
 #include <berth/layerindex.h>
 
+#include "check-sdk.h"
 #include "error.h"
-
-static int
-t_error_set (berth_error *e, int code, int errnum, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  int r = berth_error_vset_into (e, code, errnum, fmt, ap);
-  va_end (ap);
-  return r;
-}
-
-static int
-t_error_wrap (berth_error *e, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  int r = berth_error_vwrap_into (e, fmt, ap);
-  va_end (ap);
-  return r;
-}
-
-static const struct berth_host host = {
-  .size = sizeof (struct berth_host), .error_set = t_error_set, .error_wrap = t_error_wrap
-};
-
-#define ck_ok(call)                                                                                \
-  do                                                                                               \
-    {                                                                                              \
-      berth_error *err = berth_error_new ();                                                       \
-      int r_ = (call);                                                                             \
-      ck_assert_msg (r_ == 0, "%s = %d: %s", #call, r_, berth_error_message (err));                \
-      berth_error_free (err);                                                                      \
-    }                                                                                              \
-  while (0)
-
-#define ck_fails(call, code, needle)                                                               \
-  do                                                                                               \
-    {                                                                                              \
-      berth_error *err = berth_error_new ();                                                       \
-      int r_ = (call);                                                                             \
-      const char *m_ = berth_error_message (err);                                                  \
-      ck_assert_msg (r_ == (code), "%s = %d, expected %d (%s)", #call, r_, (code), m_ ? m_ : "");  \
-      ck_assert_msg (m_ && strstr (m_, (needle)), "`%s` does not contain `%s`", m_ ? m_ : "",       \
-                     (needle));                                                                    \
-      berth_error_free (err);                                                                      \
-    }                                                                                              \
-  while (0)
 
 static char workdir[] = "/tmp/test-estargz-XXXXXX";
 
@@ -205,7 +159,7 @@ convert (const char *const *prefetch, uint64_t chunk, struct berth_estargz_resul
   struct blob out = { 0 };
   struct berth_estargz_opts o = { .size = sizeof o, .chunk_size = chunk, .prefetch = prefetch, .tmpdir = workdir };
   tar_blob.at = 0;
-  ck_ok (berth_estargz_write (&host, mem_read, &tar_blob, mem_write, &out, &o, res, err));
+  ck_ok (berth_estargz_write (&check_sdk_host, mem_read, &tar_blob, mem_write, &out, &o, res, err));
   return out;
 }
 
@@ -328,7 +282,7 @@ START_TEST (test_writer_output_reads_back_through_the_toc)
 
   struct berth_layerindex_opts o = { .size = sizeof o, .toc_digest = res.toc_digest };
   berth_layerindex *idx = NULL;
-  ck_ok (berth_layerindex_open_estargz (&host, mem_read_at, &es, es.n, &o, &idx, err));
+  ck_ok (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &es, es.n, &o, &idx, err));
   ck_assert_str_eq (berth_layerindex_toc_digest (idx), res.toc_digest);
   compare_with_tree (idx);
   const struct berth_layerindex_entry *big = berth_layerindex_lookup (idx, "big"), *e;
@@ -367,14 +321,14 @@ START_TEST (test_writer_output_reads_back_through_the_toc)
   snprintf (path, sizeof path, "%s/estargz.idx", workdir);
   ck_ok (berth_layerindex_save (idx, path, err));
   berth_layerindex *back = NULL;
-  ck_ok (berth_layerindex_load (&host, path, mem_read_at, &es, es.n, NULL, &back, err));
+  ck_ok (berth_layerindex_load (&check_sdk_host, path, mem_read_at, &es, es.n, NULL, &back, err));
   compare_with_tree (back);
   ck_assert_str_eq (berth_layerindex_toc_digest (back), res.toc_digest);
   berth_layerindex_free (back);
   berth_layerindex_free (idx);
 
   /* it is an ordinary tar.gz: our gzip indexer and GNU tar read it */
-  ck_ok (berth_layerindex_build (&host, mem_read_at, &es, es.n, "application/vnd.oci.image.layer.v1.tar+gzip", 0,
+  ck_ok (berth_layerindex_build (&check_sdk_host, mem_read_at, &es, es.n, "application/vnd.oci.image.layer.v1.tar+gzip", 0,
                                  NULL, &idx, err));
   compare_with_tree (idx);
   ck_assert_ptr_nonnull (berth_layerindex_lookup (idx, BERTH_ESTARGZ_TOC_NAME));
@@ -401,7 +355,7 @@ START_TEST (test_prefetch_files_come_first)
   const char *const pf[] = { "d/s3/f5", "/bighard", "no/such/file", NULL };
   struct blob es = convert (pf, 1 << 20, &res);
   berth_layerindex *idx = NULL;
-  ck_ok (berth_layerindex_open_estargz (&host, mem_read_at, &es, es.n, NULL, &idx, err));
+  ck_ok (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &es, es.n, NULL, &idx, err));
   const struct berth_layerindex_entry *const *list;
   size_t n = berth_layerindex_prefetch (idx, &list);
   ck_assert_int_eq (n, 2);
@@ -519,7 +473,7 @@ START_TEST (test_lying_tocs_are_refused)
   struct berth_estargz_result res;
   struct blob es = convert (NULL, 0, &res);
   berth_layerindex *idx = NULL;
-  ck_ok (berth_layerindex_open_estargz (&host, mem_read_at, &es, es.n, NULL, &idx, err));
+  ck_ok (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &es, es.n, NULL, &idx, err));
   uint64_t toc_off = berth_layerindex_toc_offset (idx);
   berth_layerindex_free (idx);
   idx = NULL;
@@ -562,7 +516,7 @@ START_TEST (test_lying_tocs_are_refused)
       else
         json_object_object_del (e, cases[i].key);
       struct blob bad = with_toc (&es, toc_off, json_object_to_json_string (toc), false);
-      ck_fails (berth_layerindex_open_estargz (&host, mem_read_at, &bad, bad.n, NULL, &idx, err), cases[i].code,
+      ck_fails (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &bad, bad.n, NULL, &idx, err), cases[i].code,
                 cases[i].needle);
       ck_assert_ptr_null (idx);
       free (bad.p);
@@ -574,7 +528,7 @@ START_TEST (test_lying_tocs_are_refused)
   json_object *a = toc_entry_named (toc, "d/s0/f1", "reg"), *b = toc_entry_named (toc, "d/s0/f2", "reg");
   json_object_object_add (b, "offset", json_object_get (json_object_object_get (a, "offset")));
   struct blob bad = with_toc (&es, toc_off, json_object_to_json_string (toc), false);
-  ck_fails (berth_layerindex_open_estargz (&host, mem_read_at, &bad, bad.n, NULL, &idx, err), BERTH_E_INVALID,
+  ck_fails (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &bad, bad.n, NULL, &idx, err), BERTH_E_INVALID,
             "overlaps");
   free (bad.p);
   json_object_put (toc);
@@ -588,30 +542,30 @@ START_TEST (test_lying_tocs_are_refused)
   for (size_t i = 0; i < 4; i++)
     {
       bad = with_toc (&es, toc_off, junk[i][0], false);
-      ck_fails (berth_layerindex_open_estargz (&host, mem_read_at, &bad, bad.n, NULL, &idx, err), BERTH_E_INVALID,
+      ck_fails (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &bad, bad.n, NULL, &idx, err), BERTH_E_INVALID,
                 junk[i][1]);
       free (bad.p);
     }
 
   /* the legacy 47-byte footer works */
   bad = with_toc (&es, toc_off, json, true);
-  ck_ok (berth_layerindex_open_estargz (&host, mem_read_at, &bad, bad.n, NULL, &idx, err));
+  ck_ok (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &bad, bad.n, NULL, &idx, err));
   berth_layerindex_free (idx);
   idx = NULL;
   free (bad.p);
 
   /* a TOC digest that is not the annotation's */
   struct berth_layerindex_opts o = { .size = sizeof o, .toc_digest = "sha256:0000" };
-  ck_fails (berth_layerindex_open_estargz (&host, mem_read_at, &es, es.n, &o, &idx, err), BERTH_E_PRECONDITION,
+  ck_fails (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &es, es.n, &o, &idx, err), BERTH_E_PRECONDITION,
             "the annotation says sha256:0000");
 
   /* an ordinary gzip layer claimed as eStargz, and a footer pointing nowhere */
   struct blob plain = { tar_blob.p, tar_blob.n };
-  ck_fails (berth_layerindex_open_estargz (&host, mem_read_at, &plain, plain.n, NULL, &idx, err), BERTH_E_INVALID,
+  ck_fails (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &plain, plain.n, NULL, &idx, err), BERTH_E_INVALID,
             "not an eStargz layer");
   bad = with_toc (&es, toc_off, json, false);
   memcpy (bad.p + bad.n - 51 + 16, "ffffffffffffff00", 16);
-  ck_fails (berth_layerindex_open_estargz (&host, mem_read_at, &bad, bad.n, NULL, &idx, err), BERTH_E_INVALID,
+  ck_fails (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &bad, bad.n, NULL, &idx, err), BERTH_E_INVALID,
             "is past the blob");
   free (bad.p);
   free (json);
@@ -625,7 +579,7 @@ START_TEST (test_corrupted_chunks_never_return_bytes)
   struct berth_estargz_result res;
   struct blob es = convert (NULL, 0, &res);
   berth_layerindex *idx = NULL;
-  ck_ok (berth_layerindex_open_estargz (&host, mem_read_at, &es, es.n, NULL, &idx, err));
+  ck_ok (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &es, es.n, NULL, &idx, err));
   const struct berth_layerindex_entry *big = berth_layerindex_lookup (idx, "big");
   const struct berth_layerindex_chunk *c = &big->chunks[1];
   unsigned char *buf = malloc (1 << 20);
@@ -668,7 +622,7 @@ START_TEST (test_writer_refuses_bad_input)
   struct blob junk = { (unsigned char *) "this is not a tar file at all, not even close ....", 50, 0, 0 };
   struct blob out = { 0 };
   struct berth_estargz_result res;
-  ck_fails (berth_estargz_write (&host, mem_read, &junk, mem_write, &out, NULL, &res, err), BERTH_E_INVALID,
+  ck_fails (berth_estargz_write (&check_sdk_host, mem_read, &junk, mem_write, &out, NULL, &res, err), BERTH_E_INVALID,
             "converting to eStargz");
   free (out.p);
 }

@@ -30,54 +30,8 @@
 
 #include <berth/layerindex.h>
 
+#include "check-sdk.h"
 #include "error.h"
-
-static int
-t_error_set (berth_error *e, int code, int errnum, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  int r = berth_error_vset_into (e, code, errnum, fmt, ap);
-  va_end (ap);
-  return r;
-}
-
-static int
-t_error_wrap (berth_error *e, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  int r = berth_error_vwrap_into (e, fmt, ap);
-  va_end (ap);
-  return r;
-}
-
-static const struct berth_host host = {
-  .size = sizeof (struct berth_host), .error_set = t_error_set, .error_wrap = t_error_wrap
-};
-
-#define ck_ok(call)                                                                                \
-  do                                                                                               \
-    {                                                                                              \
-      berth_error *err = berth_error_new ();                                                       \
-      int r_ = (call);                                                                             \
-      ck_assert_msg (r_ == 0, "%s = %d: %s", #call, r_, berth_error_message (err));                \
-      berth_error_free (err);                                                                      \
-    }                                                                                              \
-  while (0)
-
-#define ck_fails(call, code, needle)                                                               \
-  do                                                                                               \
-    {                                                                                              \
-      berth_error *err = berth_error_new ();                                                       \
-      int r_ = (call);                                                                             \
-      const char *m_ = berth_error_message (err);                                                  \
-      ck_assert_msg (r_ == (code), "%s = %d, expected %d (%s)", #call, r_, (code), m_ ? m_ : "");  \
-      ck_assert_msg (m_ && strstr (m_, (needle)), "`%s` does not contain `%s`", m_ ? m_ : "",       \
-                     (needle));                                                                    \
-      berth_error_free (err);                                                                      \
-    }                                                                                              \
-  while (0)
 
 static char workdir[] = "/tmp/test-layerindex-XXXXXX";
 
@@ -385,7 +339,7 @@ build (struct blob *b, uint32_t comp, uint64_t span)
 {
   struct berth_layerindex_opts o = { .size = sizeof o, .checkpoint_span = span };
   berth_layerindex *idx = NULL;
-  ck_ok (berth_layerindex_build (&host, mem_read_at, b, b->n, NULL, comp, &o, &idx, err));
+  ck_ok (berth_layerindex_build (&check_sdk_host, mem_read_at, b, b->n, NULL, comp, &o, &idx, err));
   return idx;
 }
 
@@ -412,7 +366,7 @@ START_TEST (test_gzip_reads_from_checkpoints)
   berth_layerindex_free (idx);
   /* the default spacing, and the media type */
   berth_layerindex *idx2 = NULL;
-  ck_ok (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, "application/vnd.oci.image.layer.v1.tar+gzip", 0,
+  ck_ok (berth_layerindex_build (&check_sdk_host, mem_read_at, &gz, gz.n, "application/vnd.oci.image.layer.v1.tar+gzip", 0,
                                  NULL, &idx2, err));
   ck_assert_int_ge (berth_layerindex_checkpoints (idx2), 8);
   compare_with_tree (idx2, 3);
@@ -460,7 +414,7 @@ START_TEST (test_index_file_round_trips)
   char path[512];
   snprintf (path, sizeof path, "%s/index.bin", workdir);
   ck_ok (berth_layerindex_save (idx, path, err));
-  ck_ok (berth_layerindex_load (&host, path, mem_read_at, &gz, gz.n, NULL, &back, err));
+  ck_ok (berth_layerindex_load (&check_sdk_host, path, mem_read_at, &gz, gz.n, NULL, &back, err));
   ck_assert_int_eq (berth_layerindex_count (back), berth_layerindex_count (idx));
   ck_assert_int_eq (berth_layerindex_checkpoints (back), berth_layerindex_checkpoints (idx));
   for (uint64_t i = 1; i <= berth_layerindex_count (idx); i++)
@@ -480,18 +434,18 @@ START_TEST (test_index_file_round_trips)
   /* hostile files */
   size_t len;
   unsigned char *file = slurp (path, &len);
-  ck_fails (berth_layerindex_load (&host, path, mem_read_at, &gz, gz.n - 1, NULL, &back, err),
+  ck_fails (berth_layerindex_load (&check_sdk_host, path, mem_read_at, &gz, gz.n - 1, NULL, &back, err),
             BERTH_E_PRECONDITION, "made for a blob");
   file[len / 2] ^= 0x40;
-  ck_fails (berth_layerindex_load_buffer (&host, file, len, mem_read_at, &gz, gz.n, NULL, &back, err),
+  ck_fails (berth_layerindex_load_buffer (&check_sdk_host, file, len, mem_read_at, &gz, gz.n, NULL, &back, err),
             BERTH_E_INVALID, "checksum mismatch");
   file[len / 2] ^= 0x40;
-  ck_fails (berth_layerindex_load_buffer (&host, file, len - 7, mem_read_at, &gz, gz.n, NULL, &back, err),
+  ck_fails (berth_layerindex_load_buffer (&check_sdk_host, file, len - 7, mem_read_at, &gz, gz.n, NULL, &back, err),
             BERTH_E_INVALID, "index file");
   memcpy (file, "NOTINDEX", 8);
-  ck_fails (berth_layerindex_load_buffer (&host, file, len, mem_read_at, &gz, gz.n, NULL, &back, err),
+  ck_fails (berth_layerindex_load_buffer (&check_sdk_host, file, len, mem_read_at, &gz, gz.n, NULL, &back, err),
             BERTH_E_INVALID, "not a berth layer index");
-  ck_fails (berth_layerindex_load (&host, "/nonexistent/index", mem_read_at, &gz, gz.n, NULL, &back, err),
+  ck_fails (berth_layerindex_load (&check_sdk_host, "/nonexistent/index", mem_read_at, &gz, gz.n, NULL, &back, err),
             BERTH_E_NOTFOUND, "/nonexistent/index");
   ck_assert_ptr_null (back);
   free (file);
@@ -526,31 +480,31 @@ START_TEST (test_diff_id_is_the_hash_of_the_uncompressed_tar)
   char path[512];
   snprintf (path, sizeof path, "%s/diffid.idx", workdir);
   ck_ok (berth_layerindex_save (idx, path, err));
-  ck_ok (berth_layerindex_load (&host, path, mem_read_at, &gz, gz.n, NULL, &back, err));
+  ck_ok (berth_layerindex_load (&check_sdk_host, path, mem_read_at, &gz, gz.n, NULL, &back, err));
   ck_assert_str_eq (berth_layerindex_diff_id (back), want);
   berth_layerindex_free (back);
   back = NULL;
 
   /* insisted on */
   struct berth_layerindex_opts o = { .size = sizeof o, .diff_id = want };
-  ck_ok (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err));
+  ck_ok (berth_layerindex_build (&check_sdk_host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err));
   berth_layerindex_free (back);
   back = NULL;
   char wrong[80];
   snprintf (wrong, sizeof wrong, "sha256:%064d", 0);
   o.diff_id = wrong;
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err),
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err),
             BERTH_E_PRECONDITION, want);
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &zs, zs.n, NULL, BERTH_LAYERINDEX_ZSTD, &o, &back, err),
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &zs, zs.n, NULL, BERTH_LAYERINDEX_ZSTD, &o, &back, err),
             BERTH_E_PRECONDITION, wrong);
   o.diff_id = "sha256:nothex";
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err),
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err),
             BERTH_E_INVALID, "not a sha256 diffID");
   ck_assert_ptr_null (back);
   /* an older caller's opts, without the field: no check */
   o.size = (uint32_t) offsetof (struct berth_layerindex_opts, diff_id);
   o.diff_id = wrong;
-  ck_ok (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err));
+  ck_ok (berth_layerindex_build (&check_sdk_host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, &o, &back, err));
   berth_layerindex_free (back);
   berth_layerindex_free (idx);
   berth_layerindex_free (plain);
@@ -655,38 +609,38 @@ START_TEST (test_hostile_layers_are_refused_naming_the_entry)
   setup_layer ();
   berth_layerindex *idx = NULL;
   struct blob b = tar_with_entry ("a/../../etc/passwd", '0', 10);
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &b, b.n, NULL, BERTH_LAYERINDEX_NONE, NULL, &idx, err),
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &b, b.n, NULL, BERTH_LAYERINDEX_NONE, NULL, &idx, err),
             BERTH_E_INVALID, "`a/../../etc/passwd`: path has a `..` component");
   free (b.p);
   b = tar_with_entry ("x", '1', 0); /* hard link to nothing */
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &b, b.n, NULL, BERTH_LAYERINDEX_NONE, NULL, &idx, err),
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &b, b.n, NULL, BERTH_LAYERINDEX_NONE, NULL, &idx, err),
             BERTH_E_INVALID, "entry `x`");
   free (b.p);
 
   struct berth_layerindex_opts o = { .size = sizeof o, .max_entries = 100 };
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &tar_blob, tar_blob.n, NULL, BERTH_LAYERINDEX_NONE, &o, &idx,
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &tar_blob, tar_blob.n, NULL, BERTH_LAYERINDEX_NONE, &o, &idx,
                                     err),
             BERTH_E_INVALID, "more than 100 entries (at `d/s2/f");
   o = (struct berth_layerindex_opts) { .size = sizeof o, .max_path = 200 };
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &tar_blob, tar_blob.n, NULL, BERTH_LAYERINDEX_NONE, &o, &idx,
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &tar_blob, tar_blob.n, NULL, BERTH_LAYERINDEX_NONE, &o, &idx,
                                     err),
             BERTH_E_INVALID, "path longer than 200 bytes");
   o = (struct berth_layerindex_opts) { .size = sizeof o, .max_total_size = 4 << 20 };
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &tar_blob, tar_blob.n, NULL, BERTH_LAYERINDEX_NONE, &o, &idx,
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &tar_blob, tar_blob.n, NULL, BERTH_LAYERINDEX_NONE, &o, &idx,
                                     err),
             BERTH_E_INVALID, "`big`: size");
 
   struct blob gz = gzip_blob (&tar_blob, 1);
   gz.p[gz.n / 2] ^= 0xff;
   berth_error *e = berth_error_new ();
-  int r = berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, NULL, &idx, e);
+  int r = berth_layerindex_build (&check_sdk_host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, NULL, &idx, e);
   ck_assert_int_eq (r, BERTH_E_INVALID);
   berth_error_free (e);
   gz.p[gz.n / 2] ^= 0xff;
   gz.n -= 100;
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, NULL, &idx, err),
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &gz, gz.n, NULL, BERTH_LAYERINDEX_GZIP, NULL, &idx, err),
             BERTH_E_INVALID, "truncated");
-  ck_fails (berth_layerindex_build (&host, mem_read_at, &gz, gz.n, "application/x-rar", 0, NULL, &idx, err),
+  ck_fails (berth_layerindex_build (&check_sdk_host, mem_read_at, &gz, gz.n, "application/x-rar", 0, NULL, &idx, err),
             BERTH_E_NOTSUP, "application/x-rar");
   ck_assert_ptr_null (idx);
   free (gz.p);

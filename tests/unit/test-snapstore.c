@@ -24,6 +24,7 @@
 #include <berth/snapstore.h>
 
 #include "cleanup.h"
+#include "check-sdk.h"
 #include "error.h"
 #include "host-objects.h"
 #include "registry.h"
@@ -34,30 +35,6 @@
       const char *h_ = (haystack);                                                                 \
       ck_assert_msg (h_ != NULL && strstr (h_, (needle)) != NULL, "`%s` does not contain `%s`",    \
                      h_ ? h_ : "(null)", (needle));                                                \
-    }                                                                                              \
-  while (0)
-
-/* Assert a call taking `err` (a berth_error *) returned 0. */
-#define ck_ok(call)                                                                                \
-  do                                                                                               \
-    {                                                                                              \
-      berth_error *err = berth_error_new ();                                                      \
-      int r_ = (call);                                                                             \
-      ck_assert_msg (r_ == 0, "%s = %d: %s", #call, r_, berth_error_message (err));               \
-      berth_error_free (err);                                                                      \
-    }                                                                                              \
-  while (0)
-
-/* Assert a call failed with `code` and a message containing `needle`. */
-#define ck_fails(call, code, needle)                                                               \
-  do                                                                                               \
-    {                                                                                              \
-      berth_error *err = berth_error_new ();                                                      \
-      int r_ = (call);                                                                             \
-      ck_assert_msg (r_ == (code), "%s = %d, expected %d (%s)", #call, r_, (code),                 \
-                     berth_error_message (err));                                                   \
-      ck_assert_contains (berth_error_message (err), (needle));                                    \
-      berth_error_free (err);                                                                      \
     }                                                                                              \
   while (0)
 
