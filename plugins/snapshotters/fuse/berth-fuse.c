@@ -88,74 +88,7 @@
 
 /* ---- a host table of our own ------------------------------------------- */
 
-struct berth_error
-{
-  int code;
-  char msg[1024];
-};
-
-static void
-host_log (berth_plugin *p, int level, const char *fmt, ...)
-{
-  (void) p;
-  (void) level;
-  va_list ap;
-  va_start (ap, fmt);
-  fprintf (stderr, "berth-fuse: ");
-  vfprintf (stderr, fmt, ap);
-  fputc ('\n', stderr);
-  va_end (ap);
-}
-
-static int
-host_error_set (berth_error *err, int code, int errnum, const char *fmt, ...)
-{
-  if (err == NULL)
-    return code;
-  va_list ap;
-  va_start (ap, fmt);
-  vsnprintf (err->msg, sizeof err->msg, fmt, ap);
-  va_end (ap);
-  if (errnum != 0)
-    {
-      size_t n = strlen (err->msg);
-      snprintf (err->msg + n, sizeof err->msg - n, ": %s", strerror (errnum));
-    }
-  err->code = code;
-  return code;
-}
-
-static int
-host_error_wrap (berth_error *err, const char *fmt, ...)
-{
-  if (err == NULL)
-    return BERTH_E_INTERNAL;
-  char prefix[512], old[sizeof err->msg];
-  va_list ap;
-  va_start (ap, fmt);
-  vsnprintf (prefix, sizeof prefix, fmt, ap);
-  va_end (ap);
-  memcpy (old, err->msg, sizeof old);
-  /* Truncation is fine: the start of the message says what failed. */
-  size_t n = strlen (prefix);
-  if (n > sizeof err->msg - 3)
-    n = sizeof err->msg - 3;
-  memcpy (err->msg, prefix, n);
-  memcpy (err->msg + n, ": ", 2);
-  size_t room = sizeof err->msg - n - 3, m = strnlen (old, room);
-  memcpy (err->msg + n + 2, old, m);
-  err->msg[n + 2 + m] = '\0';
-  return err->code != 0 ? err->code : BERTH_E_INTERNAL;
-}
-
-static const struct berth_host host = {
-  .size = sizeof (struct berth_host),
-  .abi_major = BERTH_ABI_MAJOR,
-  .abi_minor = BERTH_ABI_MINOR,
-  .log = host_log,
-  .error_set = host_error_set,
-  .error_wrap = host_error_wrap,
-};
+#include "standalone-host.h"
 
 /* errno for a library code, for FUSE replies. */
 static int

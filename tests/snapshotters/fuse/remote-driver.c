@@ -55,65 +55,8 @@
 
 #include "plugins/snapshotters/fuse/remote.h"
 
-/* The module reports errors through a host table; this is a small one. */
-struct berth_error
-{
-  int code;
-  char msg[1024];
-};
-
-static void
-host_log (berth_plugin *p, int level, const char *fmt, ...)
-{
-  (void) p, (void) level;
-  va_list ap;
-  va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
-  va_end (ap);
-  fputc ('\n', stderr);
-}
-
-static int
-host_error_set (berth_error *err, int code, int errnum, const char *fmt, ...)
-{
-  if (err == NULL)
-    return code;
-  va_list ap;
-  va_start (ap, fmt);
-  vsnprintf (err->msg, sizeof err->msg, fmt, ap);
-  va_end (ap);
-  if (errnum != 0)
-    {
-      size_t n = strlen (err->msg);
-      snprintf (err->msg + n, sizeof err->msg - n, ": %s", strerror (errnum));
-    }
-  err->code = code;
-  return code;
-}
-
-static int
-host_error_wrap (berth_error *err, const char *fmt, ...)
-{
-  if (err == NULL)
-    return BERTH_E_INTERNAL;
-  char prefix[256], old[sizeof err->msg];
-  va_list ap;
-  va_start (ap, fmt);
-  vsnprintf (prefix, sizeof prefix, fmt, ap);
-  va_end (ap);
-  memcpy (old, err->msg, sizeof old);
-  snprintf (err->msg, sizeof err->msg, "%s: %.*s", prefix, (int) (sizeof err->msg - sizeof prefix - 3), old);
-  return err->code != 0 ? err->code : BERTH_E_INTERNAL;
-}
-
-static const struct berth_host host = {
-  .size = sizeof (struct berth_host),
-  .abi_major = BERTH_ABI_MAJOR,
-  .abi_minor = BERTH_ABI_MINOR,
-  .log = host_log,
-  .error_set = host_error_set,
-  .error_wrap = host_error_wrap,
-};
+/* The module reports errors through a host table. */
+#include "plugins/snapshotters/fuse/standalone-host.h"
 
 static const char *
 state_name (enum remote_state s)
