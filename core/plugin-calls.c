@@ -247,6 +247,23 @@ content_abort (plugin *p, berth_ctx *ctx, const char *ref, berth_error **err)
   return call_result (p, "abort", rc, e, err);
 }
 
+/* The host's copy of the ops is zero-padded, so a 1.2 store reads as NULL
+ * here anyway; the size check says which ABI the store lacks. */
+int
+content_adopt (plugin *store, berth_ctx *ctx, int fd, int64_t size, const char *digest, const berth_labels *labels,
+               berth_error **err)
+{
+  int rc = call_check (store, BERTH_KIND_CONTENT, "adopt", err);
+  if (rc < 0)
+    return rc;
+  if (!BERTH_HAS (struct berth_content_ops, &store->ops.content, adopt) || store->ops.content.adopt == NULL)
+    return berth_error_set (err, BERTH_E_NOTSUP, 0, "%s does not implement adopt (content store ABI 1.3)",
+                            store->full_name);
+  berth_error *e = berth_error_new ();
+  rc = store->ops.content.adopt (store->self, ctx, fd, size, digest, labels, e);
+  return call_result (store, "adopt", rc, e, err);
+}
+
 int
 snapshotter_stat (plugin *p, berth_ctx *ctx, const char *key, struct berth_snapshot_info *ret_info, berth_error **err)
 {

@@ -40,6 +40,10 @@ int content_status (plugin *p, berth_ctx *ctx, const char *ref, struct berth_con
 int content_list_statuses (plugin *p, berth_ctx *ctx, const char *const *filters, berth_content_status_fn fn,
                            void *data, berth_error **err);
 int content_abort (plugin *p, berth_ctx *ctx, const char *ref, berth_error **err);
+/* ABI 1.3: file the complete file open as fd as the blob digest (see content.h).
+ * NOTSUP when the store was built against older headers or leaves it NULL. */
+int content_adopt (plugin *store, berth_ctx *ctx, int fd, int64_t size, const char *digest, const berth_labels *labels,
+                   berth_error **err);
 
 /* snapshotter */
 int snapshotter_stat (plugin *p, berth_ctx *ctx, const char *key, struct berth_snapshot_info *ret_info,

@@ -95,6 +95,14 @@ struct berth_content_ops
    * change; deleting the blob later does not invalidate it.  NOTFOUND;
    * NOTSUP (or a NULL method) for a store whose blobs are not files. */
   int (*blob_fd) (void *self, berth_ctx *ctx, const char *digest, int *ret_fd, berth_error *err);
+
+  /* 1.3: make the complete, immutable file open as `fd` the blob `digest` (size bytes): the store checks size
+   * and digest by reading fd, then files it without copying where it can (a hard link of the same inode on
+   * the same filesystem), else copies it.  The caller must not write to the file afterwards.
+   * EXISTS when the blob is present already; INVALID on a size/digest mismatch (nothing stored);
+   * NOTSUP (or a NULL method) for a store that cannot. labels as for writer_commit (may be NULL). */
+  int (*adopt) (void *self, berth_ctx *ctx, int fd, int64_t size, const char *digest, const berth_labels *labels,
+                berth_error *err);
 };
 
 /* The size of the 1.0 layout: the least the host accepts in ops->size. */

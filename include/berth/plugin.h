@@ -24,6 +24,7 @@
  *   1.0  initial ABI.
  *   1.1  berth_plugin_desc.description appended.
  *   1.2  berth_content_ops.blob_fd appended.
+ *   1.3  berth_content_ops.adopt appended.
  */
 #ifndef BERTH_PLUGIN_H
 #define BERTH_PLUGIN_H
@@ -40,7 +41,7 @@ extern "C" {
 
 #define BERTH_PLUGIN_MAGIC UINT64_C (0x4245525448504c47) /* "BERTHPLG" */
 #define BERTH_ABI_MAJOR 1
-#define BERTH_ABI_MINOR 2
+#define BERTH_ABI_MINOR 3
 
 #define BERTH_PLUGIN_ENTRY berth_plugin_entry_v1
 #define BERTH_PLUGIN_ENTRY_NAME "berth_plugin_entry_v1"

@@ -700,8 +700,9 @@ ingest_committed (struct local *s, const struct berth_content_status *st)
   return blob_stat (s, &d, &bs, NULL) == 0;
 }
 
-/* At start-up: remove ingests whose blob is committed, and those not
- * written for ingest_max_age seconds (0: keep them); one log line each. */
+/* At start-up: remove ingests whose blob is committed, those not written
+ * for ingest_max_age seconds (0: keep them), and the temporary files of
+ * interrupted adopts; one log line each. */
 static void
 clean_ingests (struct local *s)
 {
@@ -713,6 +714,18 @@ clean_ingests (struct local *s)
   struct dirent *e;
   while ((e = readdir (dir)) != NULL)
     {
+      if (strncmp (e->d_name, LOCAL_ADOPT_PREFIX, strlen (LOCAL_ADOPT_PREFIX)) == 0)
+        {
+          /* No adopt runs before init returns: this one was interrupted
+           * before its rename (the blob, if any, is complete in blobs/). */
+          if (unlinkat (dirfd (dir), e->d_name, 0) < 0 && errno != ENOENT)
+            s->host->log (s->plugin, BERTH_LOG_WARNING, "cannot remove %s/%s (left by an interrupted adopt): %s",
+                          s->ingest, e->d_name, strerror (errno));
+          else
+            s->host->log (s->plugin, BERTH_LOG_INFO, "removed %s/%s: left by an interrupted adopt", s->ingest,
+                          e->d_name);
+          continue;
+        }
       if (!is_ingest_name (e->d_name))
         continue;
       char *path = local_path ("%s/%s", s->ingest, e->d_name);
@@ -825,6 +838,7 @@ static const struct berth_content_ops local_ops = {
   .list_statuses = local_list_statuses,
   .abort = local_abort,
   .blob_fd = local_blob_fd,
+  .adopt = local_adopt,
 };
 
 static const struct berth_config_key k_ingest_max_age

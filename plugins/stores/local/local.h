@@ -7,6 +7,11 @@
  *   labels/<alg>/<hex>            labels of a blob, a JSON object (sidecar)
  *   ingest/<sha256(ref)>/         one resumable upload:
  *       data ref total expected startedat updatedat
+ *   ingest/adopt-<alg>-<hex>.<pid>.<n>
+ *                                 a file being adopted (ABI 1.3): a hard link
+ *                                 of the caller's file or a copy, renamed into
+ *                                 blobs/ once verified; a leftover one (a crash
+ *                                 mid-adopt) is removed at start-up
  *
  * The ingest directory is named by the hash of the client's ref, so that a
  * ref with '/' or '..' never reaches a path.  Digests are validated before
@@ -24,11 +29,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <berth/content.h>
 #include <berth/plugin.h>
 
 #define LOCAL_MAX_HEX 128 /* sha512 */
+
+/* Names of adopt's temporary files in ingest/ (never an ingest: those are 64 hex digits). */
+#define LOCAL_ADOPT_PREFIX "adopt-"
 
 struct local
 {
@@ -57,6 +66,14 @@ struct local_digest
 
 /* ---- util.c ---------------------------------------------------------- */
 
+/* free(*p) at scope exit (the plugin has no access to core's cleanup.h). */
+static inline void
+local_freep (void *p)
+{
+  free (*(void **) p);
+}
+#define _local_free_ __attribute__ ((cleanup (local_freep)))
+
 /* Fill d from "alg:hex"; BERTH_E_INVALID (naming the algorithm when it is
  * not supported) otherwise. */
 int local_digest_parse (struct local *s, const char *digest, struct local_digest *d, berth_error *err);
@@ -79,6 +96,12 @@ int local_read_file (const char *path, char **ret, size_t max);
 int local_read_int (const char *path, int64_t *ret);
 int local_write_int (const char *path, int64_t v);
 int local_fsync_dir (const char *path);
+/* rename(2) that never replaces `to` (-EEXIST instead), falling back to
+ * link+unlink where the filesystem lacks RENAME_NOREPLACE. */
+int local_rename_noreplace (const char *from, const char *to);
+/* Copy the first size bytes of in to out (at out's offset): copy_file_range,
+ * else pread/write with a 1 MiB buffer.  -EIO when in is shorter. */
+int local_copy_fd (int in, int out, int64_t size);
 int local_mkdir_p (const char *path, int mode);
 /* rm -r of an ingest directory (one level of files, then the dir). */
 int local_rm_ingest_dir (const char *path);
@@ -127,6 +150,9 @@ int local_writer_commit (void *self, berth_content_writer *w, int64_t size, cons
                          const berth_labels *labels, berth_error *err);
 int local_writer_truncate (void *self, berth_content_writer *w, int64_t size, berth_error *err);
 void local_writer_close (void *self, berth_content_writer *w);
+/* ABI 1.3 (content.h): verify the file open as fd and file it as blob digest. */
+int local_adopt (void *self, berth_ctx *ctx, int fd, int64_t size, const char *digest, const berth_labels *labels,
+                 berth_error *err);
 
 /* Read an ingest directory into st (ref, offset, total, expected, times). */
 int local_ingest_status (struct local *s, const char *dir, struct berth_content_status *st, char **ret_ref);

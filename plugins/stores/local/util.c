@@ -221,6 +221,67 @@ local_fsync_dir (const char *path)
 }
 
 int
+local_rename_noreplace (const char *from, const char *to)
+{
+  if (renameat2 (AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+    return 0;
+  if (errno != EINVAL && errno != ENOSYS)
+    return -errno;
+  /* No RENAME_NOREPLACE on this filesystem: link() refuses to replace too. */
+  if (link (from, to) < 0)
+    return -errno;
+  unlink (from);
+  return 0;
+}
+
+int
+local_copy_fd (int in, int out, int64_t size)
+{
+  enum { CHUNK = 1 << 20 };
+  int64_t off = 0;
+  unsigned char *buf = NULL;
+  int r = 0;
+  /* copy_file_range lets the kernel copy (or reflink) without a round trip
+   * through user space; it refuses some pairs of filesystems (EXDEV before
+   * Linux 5.3 and again between different types since 5.19). */
+  while (r == 0 && off < size && buf == NULL)
+    {
+      loff_t ioff = off;
+      ssize_t n = copy_file_range (in, &ioff, out, NULL, (size_t) (size - off), 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP || errno == EBADF))
+        {
+          buf = malloc (CHUNK);
+          if (buf == NULL)
+            r = -ENOMEM;
+          break;
+        }
+      if (n < 0)
+        r = -errno;
+      else if (n == 0)
+        r = -EIO; /* the file is shorter than size */
+      else
+        off += n;
+    }
+  while (r == 0 && off < size)
+    {
+      size_t want = (size_t) (size - off < CHUNK ? size - off : CHUNK);
+      ssize_t n = pread (in, buf, want, off);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        r = -errno;
+      else if (n == 0)
+        r = -EIO;
+      else if ((r = write_all (out, buf, (size_t) n)) == 0)
+        off += n;
+    }
+  free (buf);
+  return r;
+}
+
+int
 local_mkdir_p (const char *path, int mode)
 {
   char *p = strdup (path);

@@ -1,4 +1,5 @@
-/* Writers of the local content store: resumable ingests.
+/* Writers of the local content store: resumable ingests, and adopt (ABI
+ * 1.3, at the end), which files a complete file the caller holds.
  *
  * A writer owns its ref (one writer per ref, taken in local_ref_acquire) and
  * the ingest directory <root>/ingest/<sha256(ref)>.  Bytes go straight to
@@ -635,17 +636,10 @@ local_writer_commit (void *self, berth_content_writer *w, int64_t size, const ch
       goto out;
     }
   BERTH_FAILPOINT ("content-commit-before-rename");
-  r = renameat2 (AT_FDCWD, w->data, AT_FDCWD, target, RENAME_NOREPLACE);
-  if (r < 0 && (errno == EINVAL || errno == ENOSYS))
-    {
-      /* No RENAME_NOREPLACE on this filesystem: link() refuses to replace too. */
-      r = link (w->data, target);
-      if (r == 0)
-        unlink (w->data);
-    }
+  r = local_rename_noreplace (w->data, target);
   if (r < 0)
     {
-      int e = errno;
+      int e = -r;
       if (e == EEXIST)
         {
           finish_ingest (w);
@@ -750,5 +744,176 @@ local_ingest_status (struct local *s, const char *dir, struct berth_content_stat
     *ret_ref = ref;
   else
     free (ref);
+  return 0;
+}
+
+/* ---- adopt (ABI 1.3) ------------------------------------------------------------
+
+   Filing a file the caller already has complete (the fuse snapshotter's
+   cache of a lazily pulled layer) without a second copy: after checking size
+   and digest by reading fd, the inode gets a second name in ingest/ (a hard
+   link; a copy when fd's file is on another filesystem or cannot be linked),
+   is made read-only and synced, and is renamed into blobs/ like a commit.
+   Every step before the rename leaves at most the temporary name, which the
+   start-up cleanup removes (clean_ingests); the rename is the commit point. */
+
+/* A fresh temporary name in ingest/ for an adopt of d. */
+static char *
+adopt_tmp_name (struct local *s, const struct local_digest *d)
+{
+  static unsigned counter;
+  unsigned n = __atomic_add_fetch (&counter, 1, __ATOMIC_RELAXED);
+  return local_path ("%s/" LOCAL_ADOPT_PREFIX "%s-%s.%ld.%u", s->ingest, d->alg, d->hex, (long) getpid (), n);
+}
+
+/* A second name for fd's inode.  AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH;
+ * /proc/self/fd works without it (the kernel refuses both for a file whose
+ * last name is gone: ENOENT). */
+static int
+link_fd (int fd, const char *path)
+{
+  if (linkat (fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0)
+    return 0;
+  if (errno != EPERM && errno != ENOENT && errno != EINVAL)
+    return -errno;
+  char proc[64];
+  snprintf (proc, sizeof proc, "/proc/self/fd/%d", fd);
+  return linkat (AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
+}
+
+/* link(2) errors after which a copy still works. */
+static bool
+link_impossible (int errnum)
+{
+  return errnum == EXDEV || errnum == EPERM || errnum == ENOENT || errnum == EMLINK || errnum == EOPNOTSUPP;
+}
+
+/* A blob is read-only and its mtime is its creation time (created_at). */
+static int
+seal (int fd)
+{
+  if (fchmod (fd, 0444) < 0 || futimens (fd, NULL) < 0 || fsync (fd) < 0)
+    return -errno;
+  return 0;
+}
+
+/* Give fd's inode the temporary name tmp, sealed.  0, or -errno with
+ * nothing left behind (the inode's mode restored). */
+static int
+adopt_link (int fd, const struct stat *st, const char *tmp)
+{
+  int r = link_fd (fd, tmp);
+  if (r < 0)
+    return r;
+  BERTH_FAILPOINT ("content-adopt-after-link");
+  if ((r = seal (fd)) < 0)
+    {
+      unlink (tmp);
+      fchmod (fd, st->st_mode & 07777);
+    }
+  return r;
+}
+
+/* Copy size bytes of fd into the new file tmp, sealed.  0, or -errno with
+ * tmp removed. */
+static int
+adopt_copy (int fd, int64_t size, const char *tmp)
+{
+  int out = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out < 0)
+    return -errno;
+  int r = local_copy_fd (fd, out, size);
+  if (r == 0)
+    r = seal (out);
+  if (close (out) < 0 && r == 0)
+    r = -errno;
+  if (r < 0)
+    unlink (tmp);
+  return r;
+}
+
+/* Check fd against size and d: 0, or INVALID / a system error. */
+static int
+adopt_verify (struct local *s, int fd, int64_t size, const char *digest, const struct local_digest *d,
+              struct stat *ret_st, berth_error *err)
+{
+  if (size < 0)
+    return s->host->error_set (err, BERTH_E_INVALID, 0, "adopting %s: negative size %" PRId64, digest, size);
+  if (fstat (fd, ret_st) < 0)
+    return local_sys_error (s, err, errno, "adopting %s: stat of fd %d", digest, fd);
+  if (!S_ISREG (ret_st->st_mode))
+    return s->host->error_set (err, BERTH_E_INVALID, 0, "adopting %s: fd %d is not a regular file", digest, fd);
+  if (ret_st->st_size != size)
+    return s->host->error_set (err, BERTH_E_INVALID, 0,
+                               "adopting %s: the file holds %" PRId64 " bytes, the blob is %" PRId64 " bytes",
+                               digest, (int64_t) ret_st->st_size, size);
+  const EVP_MD *md = local_digest_md (d->alg);
+  EVP_MD_CTX *c = EVP_MD_CTX_new ();
+  char hex[LOCAL_MAX_HEX + 1];
+  int r = c && EVP_DigestInit_ex (c, md, NULL) ? local_hash_file (fd, size, md, c) : -ENOMEM;
+  if (r == 0)
+    r = local_digest_hex (c, hex);
+  EVP_MD_CTX_free (c);
+  if (r == -EIO)
+    return s->host->error_set (err, BERTH_E_INVALID, EIO, "adopting %s: the file shrank or could not be read while "
+                               "it was hashed", digest);
+  if (r < 0)
+    return local_sys_error (s, err, -r, "adopting %s: hashing the file", digest);
+  if (strcmp (hex, d->hex) != 0)
+    return s->host->error_set (err, BERTH_E_INVALID, 0, "adopting %s: digest mismatch: the file is %s:%s", digest,
+                               d->alg, hex);
+  return 0;
+}
+
+int
+local_adopt (void *self, berth_ctx *ctx, int fd, int64_t size, const char *digest, const berth_labels *labels,
+             berth_error *err)
+{
+  struct local *s = self;
+  (void) ctx;
+  struct local_digest d;
+  int r = local_digest_parse (s, digest, &d, err);
+  if (r < 0)
+    return r;
+  _local_free_ char *dir = local_path ("%s/%s", s->blobs, d.alg);
+  _local_free_ char *target = dir ? local_path ("%s/%s", dir, d.hex) : NULL;
+  _local_free_ char *tmp = target ? adopt_tmp_name (s, &d) : NULL;
+  if (tmp == NULL)
+    return s->host->error_set (err, BERTH_E_NOMEM, 0, "out of memory");
+  if (access (target, F_OK) == 0)
+    return s->host->error_set (err, BERTH_E_EXISTS, 0, "content %s: already exists", digest);
+  struct stat st;
+  if ((r = adopt_verify (s, fd, size, digest, &d, &st, err)) < 0)
+    return r;
+  if ((r = local_mkdir_p (dir, 0700)) < 0)
+    return local_sys_error (s, err, -r, "creating %s", dir);
+  /* Labels first, as in commit: a blob never appears without them. */
+  if (labels && (r = local_labels_store (s, &d, labels, err)) < 0)
+    return r;
+
+  r = adopt_link (fd, &st, tmp);
+  bool linked = r == 0, copied = false;
+  if (!linked && link_impossible (-r))
+    {
+      copied = true;
+      r = adopt_copy (fd, size, tmp);
+    }
+  if (r < 0)
+    return local_sys_error (s, err, -r, "adopting %s: %s into %s", digest, copied ? "copying the file" : "linking it",
+                            s->ingest);
+  BERTH_FAILPOINT ("content-adopt-before-rename");
+  if ((r = local_rename_noreplace (tmp, target)) < 0)
+    {
+      unlink (tmp);
+      if (linked)
+        fchmod (fd, st.st_mode & 07777);
+      if (r == -EEXIST)
+        return s->host->error_set (err, BERTH_E_EXISTS, 0, "content %s: already exists", digest);
+      return local_sys_error (s, err, -r, "adopting %s: renaming %s to %s", digest, tmp, target);
+    }
+  if ((r = local_fsync_dir (dir)) < 0)
+    /* The blob is complete and verified; as in commit, only reported. */
+    s->host->log (s->plugin, BERTH_LOG_WARNING, "fsync of %s failed: %s", dir, strerror (-r));
+  BERTH_FAILPOINT ("content-adopt-after-rename");
   return 0;
 }
