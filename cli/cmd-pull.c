@@ -304,13 +304,21 @@ pull_common (struct cli *cli, int argc, char **argv, bool content_only)
         printf ("%s\n", v.last->target_digest);
       else
         {
-          int64_t total = 0;
+          /* Layers a remote snapshotter serves ("lazy") arrive later, through it. */
+          int64_t total = 0, lazy = 0;
           for (size_t i = 0; i < v.last->n_layers; i++)
-            total += v.last->layers[i]->total;
-          char size[24], rate[24];
+            if (v.last->layers[i]->phase && strcmp (v.last->layers[i]->phase, "lazy") == 0)
+              lazy += v.last->layers[i]->total;
+            else
+              total += v.last->layers[i]->total;
+          char size[24], rate[24], lz[24];
           human_size ((double) total, size, sizeof size);
           human_size (v.last->elapsed > 0 ? (double) total / v.last->elapsed : 0, rate, sizeof rate);
-          printf ("%s: %s\n%s in %.1f s (%s/s)\n", v.last->image, v.last->target_digest, size, v.last->elapsed, rate);
+          human_size ((double) lazy, lz, sizeof lz);
+          printf ("%s: %s\n%s in %.1f s (%s/s)", v.last->image, v.last->target_digest, size, v.last->elapsed, rate);
+          if (lazy > 0)
+            printf ("; %s served lazily by the snapshotter", lz);
+          printf ("\n");
         }
       protobuf_c_message_free_unpacked (&v.last->base, NULL);
     }

@@ -24,6 +24,7 @@
 #include "events.h"
 #include "fsck.h"
 #include "log.h"
+#include "pull/lazy.h"
 #include "sd-notify.h"
 #include "tasks.h"
 
@@ -92,6 +93,8 @@ static _Atomic (tasks *) publish_tasks;
 static int
 registry_publish (void *data, const plugin *p, const char *ns, const char *topic, const char *const *fields)
 {
+  if (lazy_publish (ns, topic, fields))
+    return 0;
   tasks *t = atomic_load (&publish_tasks);
   if (t == NULL)
     {
@@ -495,6 +498,7 @@ run_daemon (struct options *o)
       || service_tasks_register (d, &err) < 0)
     goto out;
   atomic_store (&publish_tasks, d->tasks);
+  lazy_start (d);
   /* Metadata against the plugins' data: quarantine what does not match. */
   fsck_startup_store (d);
   /* Reconnect to the tasks that outlived the last berthd before serving. */
@@ -525,6 +529,7 @@ out:
     grpc_server_shutdown (d->server);
   if (d->tasks)
     service_tasks_shutdown (d);
+  lazy_stop ();
   workers_free (d->workers);
   atomic_store (&publish_tasks, NULL);
   grpc_server_free (d->server);

@@ -792,6 +792,15 @@ host_set_export (berth_plugin *p, const char *key, const char *value)
   return r;
 }
 
+bool
+plugin_has_capability (plugin *p, const char *cap)
+{
+  pthread_mutex_lock (&p->reg->lock);
+  bool r = strv_contains ((const char *const *) p->capabilities, cap);
+  pthread_mutex_unlock (&p->reg->lock);
+  return r;
+}
+
 static int
 host_add_capability (berth_plugin *p, const char *cap)
 {

@@ -111,6 +111,8 @@ plugin *registry_at (const registry *reg, size_t i); /* in registration order */
 plugin *registry_find (const registry *reg, const char *type, const char *id);
 /* First ok plugin of a kind (e.g. the default snapshotter is looked up by id). */
 plugin *registry_find_kind (const registry *reg, uint32_t kind, const char *id);
+/* Whether p declared `cap` (host->add_capability) during its init. */
+bool plugin_has_capability (plugin *p, const char *cap);
 
 /* The host services table given to plugins. */
 const struct berth_host *registry_host (void);

@@ -57,7 +57,8 @@ step "ASan+UBSan berthd: integration smoke"
 if [ -x build/asan/berthd ]; then
   (cd build/asan && ASAN_OPTIONS=detect_leaks=1 make check TESTS="tests/integration/daemon.sh \
      tests/integration/pull.sh tests/integration/snapshots.sh tests/integration/cli-run.sh \
-     tests/integration/recovery.sh tests/snapshotters/fuse/plugin.sh") || step_failed
+     tests/integration/recovery.sh tests/snapshotters/fuse/plugin.sh \
+     tests/snapshotters/fuse/lazy-plugin.sh") || step_failed
 else
   echo "no ASan berthd"; step_failed
 fi

@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <berth/failpoint.h>
+#include <berth/layerindex.h>
 
 #include "cleanup.h"
 #include "fs.h"
@@ -28,6 +30,7 @@
 #include "host-objects.h"
 #include "log.h"
 #include "plugin-calls.h"
+#include "pull/lazy.h"
 #include "pull/oci.h"
 #include "pull/platform.h"
 #include "pull/pull.h"
@@ -45,7 +48,7 @@ pull_phase_name (enum pull_phase p)
   static const char *const names[] = {
     [PULL_WAITING] = "waiting",   [PULL_DOWNLOADING] = "downloading", [PULL_VERIFYING] = "verifying",
     [PULL_DONE] = "done",         [PULL_EXISTS] = "exists",           [PULL_EXTRACTING] = "extracting",
-    [PULL_ERROR] = "error",
+    [PULL_ERROR] = "error",       [PULL_LAZY] = "lazy",
   };
   return p < ARRAY_SIZE (names) ? names[p] : "unknown";
 }
@@ -94,7 +97,9 @@ struct unpack_layer
   int64_t size;
   char diff_id[OCI_DIGEST_MAX];
   char chain[OCI_DIGEST_MAX];
+  char *toc_digest;            /* eStargz TOC digest annotation, NULL when absent */
   bool needed;                 /* no snapshot for chain yet */
+  bool lazy;                   /* served by the snapshotter from the registry: not fetched */
   struct stream *stream;       /* non-NULL while streaming is possible */
 };
 
@@ -579,6 +584,16 @@ add_layer (struct pull_state *st, const oci_descriptor *d)
   return l->media_type ? 0 : BERTH_E_NOMEM;
 }
 
+/* A layer of the image that the snapshotter serves from the registry. */
+static bool
+is_lazy (const struct pull_state *st, const char *digest)
+{
+  for (size_t i = 0; i < st->nunpack; i++)
+    if (st->unpack[i].lazy && strcmp (st->unpack[i].digest, digest) == 0)
+      return true;
+  return false;
+}
+
 static int
 fetch_layers (struct pull_state *st, berth_error **err)
 {
@@ -592,6 +607,8 @@ fetch_layers (struct pull_state *st, berth_error **err)
   for (size_t i = 0; r == 0 && i < n; i++)
     {
       struct pull_layer *l = &st->layers[i];
+      if (is_lazy (st, l->digest))
+        continue;
       r = hold (st, l->digest, err);
       if (r < 0)
         break;
@@ -798,7 +815,9 @@ handle_manifest (struct pull_state *st, const char *digest, const char *media_ty
           u->media_type = strdup (m->layers[i].media_type ? m->layers[i].media_type : "");
           u->size = m->layers[i].size;
           snprintf (u->diff_id, sizeof u->diff_id, "%s", c->diff_ids[i]);
-          if (u->media_type == NULL)
+          const char *toc = oci_map_get (&m->layers[i].annotations, BERTH_ESTARGZ_TOC_DIGEST_ANNOTATION);
+          u->toc_digest = toc && *toc ? strdup (toc) : NULL;
+          if (u->media_type == NULL || (toc && *toc && u->toc_digest == NULL))
             return berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "pull");
         }
       snprintf (st->unpack_config, sizeof st->unpack_config, "%s", m->config.digest);
@@ -1075,6 +1094,22 @@ layer_snapshot_end (struct pull_state *st, const struct snaps *sn, const struct 
   return 0;
 }
 
+/* containerd's remote-snapshotter labels (snapshots.go) for preparing the
+ * snapshot of layer u: a snapshotter that serves the layer from its blob
+ * (fuse) commits it itself and answers EXISTS; the others ignore them. */
+static int
+layer_labels (const struct unpack_layer *u, berth_labels *rl)
+{
+  int r = labels_set (rl, "containerd.io/snapshot.ref", u->chain);
+  if (r == 0)
+    r = labels_set (rl, "containerd.io/snapshot/cri.layer-digest", u->digest);
+  if (r == 0 && u->media_type)
+    r = labels_set (rl, "containerd.io/snapshot/io.berth.layer.media-type", u->media_type);
+  if (r == 0)
+    r = labels_set (rl, "containerd.io/snapshot/io.berth.layer.diff-id", u->diff_id);
+  return r;
+}
+
 static int
 unpack_layer (struct pull_state *st, const struct snaps *sn, size_t i, const char *parent, berth_error **err)
 {
@@ -1082,17 +1117,8 @@ unpack_layer (struct pull_state *st, const struct snaps *sn, size_t i, const cha
   char key[BERTH_NAME_MAX];
   snprintf (key, sizeof key, "extract-%s-%zu-%s", st->lease, i, u->chain);
   berth_mounts mounts = { 0 };
-  /* containerd's remote-snapshotter labels (snapshots.go): a snapshotter
-   * that serves the layer from its blob (fuse) commits it itself and
-   * answers EXISTS; the others ignore them. */
   berth_labels rl = { 0 };
-  int r = labels_set (&rl, "containerd.io/snapshot.ref", u->chain);
-  if (r == 0)
-    r = labels_set (&rl, "containerd.io/snapshot/cri.layer-digest", u->digest);
-  if (r == 0 && u->media_type)
-    r = labels_set (&rl, "containerd.io/snapshot/io.berth.layer.media-type", u->media_type);
-  if (r == 0)
-    r = labels_set (&rl, "containerd.io/snapshot/io.berth.layer.diff-id", u->diff_id);
+  int r = layer_labels (u, &rl);
   if (r == 0)
     r = snaps_create (sn, key, parent, &rl, false, &mounts, err);
   else
@@ -1227,6 +1253,109 @@ plan_unpack (struct pull_state *st, berth_error **err)
           continue;
         }
       u->stream = s;
+    }
+  return 0;
+}
+
+/* ---- lazy layers ------------------------------------------------------ */
+
+/* Offer layer i (eStargz, blob not in the store, no snapshot yet) to the
+ * snapshotter to serve from the registry.  1: it does (the layer is
+ * committed under its chainID and will not be fetched); 0: it does not (the
+ * pull downloads it; the reason is logged); < 0 only for running out of
+ * memory. */
+static int
+lazy_layer (struct pull_state *st, const struct snaps *sn, size_t i, const char *parent, berth_error **err)
+{
+  struct unpack_layer *u = &st->unpack[i];
+  _cleanup_error_ berth_error *e = NULL;
+  struct registry_blob_access a;
+  int r = registry_blob_access (st->rs, st->repo, u->digest, &a, &e);
+  if (r == 0 && a.size >= 0 && a.size != u->size)
+    r = berth_error_set (&e, BERTH_E_INVALID, 0, "the registry says it is %" PRId64 " bytes, the manifest %" PRId64,
+                         a.size, u->size);
+  berth_labels rl = { 0 };
+  if (r == 0 && layer_labels (u, &rl) < 0)
+    r = berth_error_set (&e, BERTH_E_NOMEM, ENOMEM, "out of memory");
+  if (r == 0)
+    r = lazy_labels (st->d->cfg->state, st->req->ns, u->digest, u->size, u->toc_digest, &a, &rl, &e);
+  registry_blob_access_clear (&a);
+  char key[BERTH_NAME_MAX];
+  snprintf (key, sizeof key, "extract-%s-%zu-%s", st->lease, i, u->chain);
+  berth_mounts mounts = { 0 };
+  if (r == 0)
+    r = snaps_create (sn, key, parent, &rl, false, &mounts, &e);
+  labels_clear (&rl);
+  mounts_clear (&mounts);
+  if (r != BERTH_E_EXISTS)
+    lazy_forget (st->d->cfg->state, st->req->ns, u->digest);
+  if (r == BERTH_E_EXISTS)
+    {
+      /* committed as u->chain: by the snapshotter, or by another pull */
+      u->lazy = true;
+      u->needed = false;
+      stream_free (st, u);
+      struct pull_layer *l = progress_of (st, u->digest);
+      if (l)
+        set_phase (st, (size_t) (l - st->layers), PULL_LAZY);
+      return 1;
+    }
+  if (r == 0)
+    {
+      /* An ordinary active snapshot: the snapshotter wants the blob. */
+      _cleanup_error_ berth_error *e2 = NULL;
+      snaps_remove (sn, key, &e2);
+      log_info ("pull %s: layer %s: snapshotter %s does not serve it lazily; downloading it", st->name, u->digest,
+                sn->snapshotter);
+      return 0;
+    }
+  if (r == BERTH_E_NOMEM)
+    {
+      *err = TAKE_PTR (e);
+      return r;
+    }
+  log_info ("pull %s: layer %s: not served lazily (%s); downloading it", st->name, u->digest,
+            e ? berth_error_message (e) : berth_errcode_name (r));
+  return 0;
+}
+
+/* With a snapshotter that serves eStargz layers from the registry
+ * (LAZY_CAPABILITY), offer it the layers in order, up to the first that
+ * is not an eStargz layer or that it does not take: a layer's snapshot
+ * needs its parent's, so every layer above a downloaded one is downloaded
+ * too.  A layer whose chain exists already and whose blob is not in the
+ * store is not fetched either (an image pulled lazily before, pulled
+ * again). */
+static int
+lazy_layers (struct pull_state *st, berth_error **err)
+{
+  if (st->snapshotter == NULL || st->nunpack == 0 || !plugin_has_capability (st->snapshotter, LAZY_CAPABILITY))
+    return 0;
+  struct snaps sn = {
+    .m = st->d->meta, .p = st->snapshotter, .snapshotter = st->snapshotter->desc.id, .ns = st->req->ns,
+    .lease = st->lease,
+  };
+  const char *parent = "";
+  for (size_t i = 0; i < st->nunpack; parent = st->unpack[i].chain, i++)
+    {
+      struct unpack_layer *u = &st->unpack[i];
+      bool stored = in_store (st, u->digest);
+      if (!u->needed)
+        {
+          if (u->toc_digest && !stored)
+            {
+              u->lazy = true;
+              struct pull_layer *l = progress_of (st, u->digest);
+              if (l)
+                set_phase (st, (size_t) (l - st->layers), PULL_LAZY);
+            }
+          continue;
+        }
+      if (u->toc_digest == NULL || stored)
+        break;
+      int r = lazy_layer (st, &sn, i, parent, err);
+      if (r <= 0)
+        return r;
     }
   return 0;
 }
@@ -1417,6 +1546,7 @@ state_clear (struct pull_state *st)
     {
       stream_free (st, &st->unpack[i]);
       free (st->unpack[i].media_type);
+      free (st->unpack[i].toc_digest);
     }
   free (st->unpack);
 }
@@ -1507,6 +1637,8 @@ pull_run (struct daemon *d, const struct pull_request *req, pull_progress_fn fn,
     }
   if (r == 0)
     r = plan_unpack (&st, err);
+  if (r == 0)
+    r = lazy_layers (&st, err);
   if (r == 0)
     r = fetch_layers (&st, err);
   if (r == 0 && !req->content_only && !req->skip_unpack)

@@ -49,6 +49,7 @@ enum pull_phase
   PULL_EXISTS,
   PULL_EXTRACTING,
   PULL_ERROR,
+  PULL_LAZY, /* served by a remote snapshotter; fetched by it, not by the pull */
 };
 
 const char *pull_phase_name (enum pull_phase p);

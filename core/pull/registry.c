@@ -1737,3 +1737,123 @@ registry_fetch_blobs (registry_session *s, const char *repository, struct regist
     }
   return first;
 }
+
+/* ---- access for another process --------------------------------------- */
+
+void
+registry_blob_access_clear (struct registry_blob_access *a)
+{
+  free (a->url);
+  if (a->headers)
+    explicit_bzero (a->headers, strlen (a->headers));
+  free (a->headers);
+  free (a->ca_pem);
+  *a = (struct registry_blob_access){ .size = -1 };
+}
+
+/* Append "Name: value\n" to *buf (the value may be a secret). */
+static int
+append_header (char **buf, const char *name, const char *value)
+{
+  char *n = NULL;
+  if (asprintf (&n, "%s%s: %s\n", *buf ? *buf : "", name, value) < 0)
+    return BERTH_E_NOMEM;
+  if (*buf)
+    {
+      explicit_bzero (*buf, strlen (*buf));
+      free (*buf);
+    }
+  *buf = n;
+  return 0;
+}
+
+int
+registry_blob_access (registry_session *s, const char *repository, const char *digest,
+                      struct registry_blob_access *ret, berth_error **err)
+{
+  *ret = (struct registry_blob_access){ .size = -1 };
+  int r = check_repo_ref (repository, digest, true, err);
+  if (r < 0)
+    return r;
+  struct xfer x;
+  xfer_init (&x, s, XFER_HEAD, repository, "blobs", digest, HOST_CAP_PULL);
+  r = run_one (s, &x, err);
+  struct endpoint *e = r == 0 ? xfer_endpoint (&x) : NULL;
+  int64_t size = x.content_length;
+  xfer_clear (&x);
+  if (r < 0)
+    return berth_error_wrap (err, "looking up blob %s of %s on %s", digest, repository, s->host);
+  if (e == NULL)
+    return berth_error_set (err, BERTH_E_INTERNAL, 0, "blob %s: no endpoint answered", digest);
+  bool plain = strcmp (ep_scheme (e), "http") == 0;
+  /* (localhost's default endpoint has skip_verify, and is used over http) */
+  if (!plain && (e->h->skip_verify || (e->h->client_cert && e->h->client_cert[0])))
+    return berth_error_set (err, BERTH_E_NOTSUP, 0,
+                            "endpoint %s uses %s, which the layer server is not given", e->h->host,
+                            e->h->skip_verify ? "skip_verify" : "client certificates");
+  struct registry_blob_access a = { .size = size, .plain_http = plain };
+  a.url = endpoint_url (s, e, repository, "blobs", digest);
+  r = a.url ? 0 : BERTH_E_NOMEM;
+  for (char **l = e->h->headers; r == 0 && l && *l; l++)
+    {
+      const char *colon = strchr (*l, ':');
+      if (colon == NULL)
+        continue;
+      _cleanup_free_ char *name = strndup (*l, (size_t) (colon - *l));
+      r = name ? append_header (&a.headers, name, colon + 1 + strspn (colon + 1, " \t")) : BERTH_E_NOMEM;
+    }
+  if (r == 0 && e->auth == AUTH_SCHEME_BEARER)
+    {
+      _cleanup_free_ char *scope = NULL;
+      if (asprintf (&scope, "repository:%s:pull", repository) < 0)
+        scope = NULL;
+      const char *tok = scope ? auth_token_cache_get (s->tokens, e->h->host, scope, time (NULL)) : NULL;
+      if (scope == NULL)
+        r = BERTH_E_NOMEM;
+      else if (tok)
+        {
+          _cleanup_free_ char *v = NULL;
+          if (asprintf (&v, "Bearer %s", tok) < 0)
+            v = NULL;
+          r = v ? append_header (&a.headers, "Authorization", v) : BERTH_E_NOMEM;
+          if (v)
+            explicit_bzero (v, strlen (v));
+        }
+    }
+  else if (r == 0 && e->auth == AUTH_SCHEME_BASIC && e->creds.username)
+    {
+      _cleanup_free_ char *pair = NULL;
+      if (asprintf (&pair, "%s:%s", e->creds.username, e->creds.secret ? e->creds.secret : "") < 0)
+        pair = NULL;
+      _cleanup_free_ char *b64 = pair ? auth_base64_encode (pair, strlen (pair)) : NULL;
+      _cleanup_free_ char *v = NULL;
+      if (b64 == NULL || asprintf (&v, "Basic %s", b64) < 0)
+        v = NULL;
+      r = v ? append_header (&a.headers, "Authorization", v) : BERTH_E_NOMEM;
+      if (pair)
+        explicit_bzero (pair, strlen (pair));
+      if (b64)
+        explicit_bzero (b64, strlen (b64));
+      if (v)
+        explicit_bzero (v, strlen (v));
+    }
+  if (r == 0 && e->ca_pem)
+    {
+      a.ca_pem = malloc (e->ca_len + 1);
+      if (a.ca_pem)
+        {
+          memcpy (a.ca_pem, e->ca_pem, e->ca_len);
+          a.ca_pem[e->ca_len] = '\0';
+          a.ca_len = e->ca_len;
+        }
+      else
+        r = BERTH_E_NOMEM;
+    }
+  if (r < 0)
+    {
+      registry_blob_access_clear (&a);
+      return berth_error_set (err, r, ENOMEM, "blob %s: out of memory", digest);
+    }
+  *ret = a;
+  return 0;
+}

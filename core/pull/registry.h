@@ -169,6 +169,29 @@ struct registry_blob
 int registry_fetch_blobs (registry_session *s, const char *repository, struct registry_blob *blobs, size_t n,
                           const volatile int *cancelled, berth_error **err);
 
+/* How another process reaches one blob on its own (the fuse snapshotter's
+ * lazy reader): the blob's URL on the first endpoint with the pull
+ * capability that answers a HEAD for it (mirrors first, as for fetches;
+ * authentication done, so a Bearer token is fresh), and what to send with
+ * it.  headers: "Name: value\n" lines (hosts.toml header lines and the
+ * Authorization the endpoint wants), NULL when none — a secret: write it
+ * only to a 0600 file.  ca_pem: the CAs to trust (system roots + the
+ * endpoint's hosts.toml CAs), NULL for the system's.  NOTSUP for an
+ * endpoint another process could not use as configured (skip_verify,
+ * client certificates): the caller then downloads the blob itself. */
+struct registry_blob_access
+{
+  char *url;
+  char *headers;
+  char *ca_pem;
+  size_t ca_len;
+  bool plain_http;
+  int64_t size; /* Content-Length of the HEAD answer, -1 when absent */
+};
+int registry_blob_access (registry_session *s, const char *repository, const char *digest,
+                          struct registry_blob_access *ret, berth_error **err);
+void registry_blob_access_clear (struct registry_blob_access *a);
+
 /* The host the session was opened for ("docker.io"). */
 const char *registry_session_host (const registry_session *s);
 

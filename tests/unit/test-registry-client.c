@@ -948,6 +948,112 @@ START_TEST (test_mirrors_are_tried_in_order_and_resolve_skips_pull_only_hosts)
 }
 END_TEST
 
+/* ---- access for another process (the fuse snapshotter's lazy reader) -- */
+
+/* Fetch the blob as another process would, with curl and only what a
+ * gives: 0 when the bytes have the digest. */
+static int
+curl_with_access (const struct registry_blob_access *a, const char *digest)
+{
+  xwrite_file (path_of ("access.headers"), "%s", a->headers ? a->headers : "");
+  char ca[600] = "";
+  if (a->ca_pem)
+    {
+      xwrite_file (path_of ("access-ca.pem"), "%s", a->ca_pem);
+      snprintf (ca, sizeof ca, "--cacert '%s'", path_of ("access-ca.pem"));
+    }
+  return sh ("curl -fsS %s -H @'%s' '%s' | sha256sum | grep -q '^%s '", ca, path_of ("access.headers"), a->url,
+             digest + strlen ("sha256:"));
+}
+
+START_TEST (test_blob_access_with_a_bearer_token_lets_curl_fetch_the_blob)
+{
+  _cleanup_(registry_session_freep) registry_session *s = session (token_host, NULL);
+  struct registry_blob_access a;
+  _cleanup_error_ berth_error *err = NULL;
+  int r = registry_blob_access (s, "test/img", layers[1].digest, &a, &err);
+  ck_assert_msg (r == 0, "%s", msg (err));
+  char want[256];
+  snprintf (want, sizeof want, "http://%s/v2/test/img/blobs/%s", token_host, layers[1].digest);
+  ck_assert_str_eq (a.url, want);
+  ck_assert (a.plain_http);
+  ck_assert_int_eq (a.size, layers[1].size);
+  ck_assert_ptr_nonnull (a.headers);
+  ck_assert_ptr_nonnull (strstr (a.headers, "Authorization: Bearer "));
+  ck_assert_int_eq (curl_with_access (&a, layers[1].digest), 0);
+  /* without the header the registry refuses: the token is what lets curl in */
+  free (a.headers);
+  a.headers = NULL;
+  ck_assert_int_ne (curl_with_access (&a, layers[1].digest), 0);
+  registry_blob_access_clear (&a);
+}
+END_TEST
+
+START_TEST (test_blob_access_over_tls_with_basic_auth_gives_the_ca_and_the_credentials)
+{
+  write_tls_hosts (path_of ("hosts-tls"), true);
+  struct registry_options o = { .timeout_s = 10, .config_path = path_of ("hosts-tls"), .username = "alice",
+                                .secret = "s3cret", .docker_config_dir = path_of ("docker") };
+  _cleanup_(registry_session_freep) registry_session *s = session (tls_host, &o);
+  struct registry_blob_access a;
+  _cleanup_error_ berth_error *err = NULL;
+  int r = registry_blob_access (s, "test/img", layers[0].digest, &a, &err);
+  ck_assert_msg (r == 0, "%s", msg (err));
+  ck_assert (!a.plain_http);
+  ck_assert_ptr_nonnull (a.ca_pem);
+  /* base64 ("alice:s3cret") */
+  ck_assert_ptr_nonnull (a.headers);
+  ck_assert_ptr_nonnull (strstr (a.headers, "Authorization: Basic YWxpY2U6czNjcmV0\n"));
+  ck_assert_int_eq (curl_with_access (&a, layers[0].digest), 0);
+  registry_blob_access_clear (&a);
+}
+END_TEST
+
+START_TEST (test_blob_access_names_the_mirror_that_has_the_blob_and_refuses_skip_verify)
+{
+  ck_assert_int_eq (sh ("mkdir -p %s/hosts-access/mirror.test", tmp), 0);
+  xwrite_file (path_of ("hosts-access/mirror.test/hosts.toml"),
+               "server = \"http://%s\"\n"
+               "[host.\"http://%s/fail503\"]\n  capabilities = [\"pull\"]\n  override_path = true\n"
+               "[host.\"http://%s\"]\n  capabilities = [\"pull\"]\n  header = { X-Mirror = \"yes\" }\n",
+               plain_host, fake_host, plain_host);
+  struct registry_options o = { .timeout_s = 5, .config_path = path_of ("hosts-access"),
+                                .docker_config_dir = path_of ("docker") };
+  _cleanup_(registry_session_freep) registry_session *s = session ("mirror.test", &o);
+  struct registry_blob_access a;
+  _cleanup_error_ berth_error *err = NULL;
+  int r = registry_blob_access (s, "test/img", layers[0].digest, &a, &err);
+  ck_assert_msg (r == 0, "%s", msg (err));
+  char want[256];
+  snprintf (want, sizeof want, "http://%s/v2/test/img/blobs/%s?ns=mirror.test", plain_host, layers[0].digest);
+  ck_assert_str_eq (a.url, want);
+  ck_assert_ptr_nonnull (a.headers);
+  ck_assert_str_eq (a.headers, "X-Mirror: yes\n");
+  ck_assert_int_eq (curl_with_access (&a, layers[0].digest), 0);
+  registry_blob_access_clear (&a);
+
+  /* a blob no host has */
+  r = registry_blob_access (s, "test/img", "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                            &a, &err);
+  ck_assert_int_eq (r, BERTH_E_NOTFOUND);
+  ck_assert_ptr_null (a.url);
+
+  /* skip_verify cannot be handed on: NOTSUP, the caller downloads itself */
+  write_tls_hosts (path_of ("hosts-skip"), false);
+  char p[600];
+  snprintf (p, sizeof p, "%s/127.0.0.1_%d_/hosts.toml", path_of ("hosts-skip"), tls_port);
+  xwrite_file (p, "server = \"https://%s\"\nskip_verify = true\n", tls_host);
+  struct registry_options o2 = { .timeout_s = 10, .config_path = path_of ("hosts-skip"), .username = "alice",
+                                 .secret = "s3cret", .docker_config_dir = path_of ("docker") };
+  _cleanup_(registry_session_freep) registry_session *s2 = session (tls_host, &o2);
+  berth_error_free (err);
+  err = NULL;
+  r = registry_blob_access (s2, "test/img", layers[0].digest, &a, &err);
+  ck_assert_int_eq (r, BERTH_E_NOTSUP);
+  ck_assert_ptr_nonnull (strstr (msg (err), "skip_verify"));
+}
+END_TEST
+
 static Suite *
 registry_client_suite (void)
 {
@@ -982,6 +1088,9 @@ registry_client_suite (void)
   tcase_add_test (tc, test_bearer_token_is_fetched_again_after_it_expires);
   tcase_add_test (tc, test_token_refused_mid_pull_is_refreshed_once);
   tcase_add_test (tc, test_mirrors_are_tried_in_order_and_resolve_skips_pull_only_hosts);
+  tcase_add_test (tc, test_blob_access_with_a_bearer_token_lets_curl_fetch_the_blob);
+  tcase_add_test (tc, test_blob_access_over_tls_with_basic_auth_gives_the_ca_and_the_credentials);
+  tcase_add_test (tc, test_blob_access_names_the_mirror_that_has_the_blob_and_refuses_skip_verify);
   suite_add_tcase (s, tc);
   return s;
 }

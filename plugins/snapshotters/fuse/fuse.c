@@ -6,16 +6,23 @@
  * no parent, an overlay otherwise (lowerdir chain nearest first, upperdir
  * and workdir for an active snapshot), a read-only bind of the parent for
  * a view on one parent.  Removal is synchronous, as overlayfs's.
+ *
+ * Lazy layers (fuse.h): prepare_lazy mounts them, the watcher thread
+ * (lazy_watch) publishes their completion and turns them into ordinary
+ * served layers once the content store holds their blob; ensure_served
+ * mounts a dead one again, lazily while the store has not got its blob.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <berth/config.h>
@@ -62,6 +69,7 @@ closep (int *fd)
 #define _cleanup_str_ __attribute__ ((cleanup (str_freep)))
 #define _cleanup_snap_ __attribute__ ((cleanup (snap_freep)))
 #define _cleanup_fd_ __attribute__ ((cleanup (closep)))
+#define _cleanup_remote_ __attribute__ ((cleanup (fz_remote_clear)))
 
 static int
 nomem (struct fz *s, berth_error *err)
@@ -359,11 +367,11 @@ serve_layer (struct fz *s, berth_ctx *ctx, const char *key, const char *target, 
   int r = fz_blob_fd (s, ctx, digest, &fd, err);
   if (r < 0)
     return s->host->error_wrap (err, "layer %s", digest);
-  if ((r = fz_index (s, fd, dir, media_type, diff_id, err)) < 0)
+  if ((r = fz_index (s, fd, dir, "index", media_type, diff_id, NULL, 0, err)) < 0)
     return s->host->error_wrap (err, "indexing layer %s", digest);
   if ((r = fz_layer_write (dir, digest, media_type)) < 0)
     return sys_error (s, err, -r, "writing the layer record in", dir);
-  if ((r = fz_mount (s, fd, dir, err)) < 0)
+  if ((r = fz_mount (s, fd, dir, NULL, 0, err)) < 0)
     return s->host->error_wrap (err, "mounting layer %s", digest);
 
   /* Usage: what the layer costs beside its blob, the index. */
@@ -381,6 +389,153 @@ serve_layer (struct fz *s, berth_ctx *ctx, const char *key, const char *target, 
       return r;
     }
   return berth_snapstore_commit (tx, err);
+}
+
+/* ---- lazy layers: prepare ------------------------------------------------------------ */
+
+static void lazy_track (struct fz *s, const char *id);
+
+static bool
+is_gzip_layer (const char *media_type)
+{
+  size_t n = strlen (media_type);
+  return n > 5 && (strcmp (media_type + n - 5, "+gzip") == 0 || strcmp (media_type + n - 5, ".gzip") == 0);
+}
+
+static bool
+one_line (const char *v)
+{
+  return v != NULL && *v != '\0' && strchr (v, '\n') == NULL;
+}
+
+static int
+dup_label (char **dst, const char *v)
+{
+  if (v == NULL)
+    return 0;
+  *dst = strdup (v);
+  return *dst ? 0 : -1;
+}
+
+/* The FZ_LABEL_REMOTE_* labels of a layer as an fz_remote (the namespace
+ * from the call): 0, or -1 with the reason in why. */
+static int
+remote_from_labels (struct fz *s, berth_ctx *ctx, const berth_labels *labels, const char *media_type,
+                    struct fz_remote *rm, char *why, size_t whylen)
+{
+  const struct berth_host *h = s->host;
+  const char *url = h->labels_get (labels, FZ_LABEL_REMOTE_URL);
+  const char *size = h->labels_get (labels, FZ_LABEL_REMOTE_SIZE);
+  const char *toc = h->labels_get (labels, FZ_LABEL_REMOTE_TOC_DIGEST);
+  const char *plain = h->labels_get (labels, FZ_LABEL_REMOTE_PLAIN_HTTP);
+  const char *headers = h->labels_get (labels, FZ_LABEL_REMOTE_HEADERS_FILE);
+  const char *ca = h->labels_get (labels, FZ_LABEL_REMOTE_CA_FILE);
+  const char *diff_id = h->labels_get (labels, FZ_LABEL_DIFF_ID);
+  const char *ns = ctx ? h->ctx_get (ctx, "namespace") : NULL;
+  char *end = NULL;
+  unsigned long long n = one_line (size) && *size != '-' ? strtoull (size, &end, 10) : 0;
+  const char *bad = NULL;
+  if (!is_gzip_layer (media_type))
+    bad = "its media type is not a gzip layer (eStargz is gzip)";
+  else if (!one_line (ns))
+    bad = "the call names no namespace";
+  else if (!one_line (url) || (strncmp (url, "https://", 8) != 0 && strncmp (url, "http://", 7) != 0))
+    bad = "label " FZ_LABEL_REMOTE_URL " is not an http(s) URL";
+  else if (end == NULL || *end != '\0' || n == 0)
+    bad = "label " FZ_LABEL_REMOTE_SIZE " is not a size in bytes";
+  else if (strncmp (url, "http://", 7) == 0 && (plain == NULL || strcmp (plain, "true") != 0))
+    bad = "the URL is plain http but label " FZ_LABEL_REMOTE_PLAIN_HTTP " is not \"true\"";
+  else if ((headers && (!one_line (headers) || *headers != '/')) || (ca && (!one_line (ca) || *ca != '/')))
+    bad = "a headers or CA file label is not an absolute path";
+  else if ((toc && !one_line (toc)) || (diff_id && !one_line (diff_id)))
+    bad = "a digest label holds a newline";
+  if (bad)
+    {
+      snprintf (why, whylen, "%s", bad);
+      return -1;
+    }
+  rm->size = n;
+  rm->plain_http = plain != NULL && strcmp (plain, "true") == 0;
+  if (dup_label (&rm->ns, ns) < 0 || dup_label (&rm->url, url) < 0 || dup_label (&rm->toc_digest, toc) < 0
+      || dup_label (&rm->diff_id, diff_id) < 0 || dup_label (&rm->headers_file, headers) < 0
+      || dup_label (&rm->ca_file, ca) < 0)
+    {
+      snprintf (why, whylen, "out of memory");
+      return -1;
+    }
+  return 0;
+}
+
+/* Serve the eStargz layer `digest` of snapshot `key` (just created,
+ * active) lazily from its registry and commit it as `target`.  0; 1 when
+ * berth-fuse could not (the reason in why: not eStargz, the registry does
+ * not answer...); an error for anything else. */
+static int
+serve_lazy (struct fz *s, const char *key, const char *target, const char *digest, const char *media_type,
+            const struct fz_remote *rm, const char *dir, const berth_labels *labels, char *why, size_t whylen,
+            berth_error *err)
+{
+  int r;
+  if ((r = fz_layer_write (dir, digest, media_type)) < 0)
+    return sys_error (s, err, -r, "writing the layer record in", dir);
+  if ((r = fz_remote_write (dir, rm)) < 0)
+    return sys_error (s, err, -r, "writing the remote record in", dir);
+  if (fz_mount_lazy (s, dir, digest, rm, why, whylen, NULL) < 0)
+    return 1;
+  /* Usage: the cache grows to the blob, which the content store then
+   * holds (the same inode); the layer itself costs nothing more. */
+  struct berth_snapshot_usage u = { .size = sizeof u, .inodes = 1 };
+  berth_snaptx *tx = NULL;
+  if ((r = berth_snapstore_begin (s->store, 1, &tx, err)) < 0)
+    return r;
+  if ((r = berth_snapstore_commit_active (tx, key, target, labels, &u, NULL, err)) < 0)
+    {
+      berth_snapstore_rollback (tx);
+      return r;
+    }
+  return berth_snapstore_commit (tx, err);
+}
+
+/* The blob is not in the content store but the labels say where it is in a
+ * registry (the core's lazy pull): serve the layer lazily, commit target
+ * and answer EXISTS.  When berth-fuse cannot (not eStargz, registry
+ * unreachable), an ordinary snapshot as when there is no blob, logged; the
+ * core then downloads the layer. */
+static int
+prepare_lazy (struct fz *s, berth_ctx *ctx, const char *key, const char *parent, const char *target,
+              const char *digest, const char *media_type, const berth_labels *labels, berth_mounts *ret_mounts,
+              berth_error *err)
+{
+  const struct berth_host *h = s->host;
+  const char *url = h->labels_get (labels, FZ_LABEL_REMOTE_URL);
+  char why[768] = "";
+  _cleanup_remote_ struct fz_remote rm = { 0 };
+  if (remote_from_labels (s, ctx, labels, media_type, &rm, why, sizeof why) < 0)
+    {
+      h->log (s->plugin, BERTH_LOG_WARNING, "layer %s: not served lazily: %s; it is downloaded and unpacked "
+              "instead", digest, why);
+      return create_snapshot (s, BERTH_SNAPSHOT_ACTIVE, key, parent, labels, ret_mounts, err);
+    }
+  _cleanup_snap_ struct berth_snapstore_snapshot *snap = NULL;
+  _cleanup_str_ char *dir = NULL;
+  int r = create_record (s, BERTH_SNAPSHOT_ACTIVE, key, parent, labels, &snap, &dir, err);
+  if (r < 0)
+    return r;
+  r = serve_lazy (s, key, target, digest, media_type, &rm, dir, labels, why, sizeof why, err);
+  if (r != 0)
+    {
+      fz_unmount (dir);
+      remove_record (s, key, NULL);
+      if (r < 0)
+        return r;
+      h->log (s->plugin, BERTH_LOG_WARNING, "layer %s: cannot serve it lazily from %s (%s); it is downloaded and "
+              "unpacked instead", digest, url, why);
+      return create_snapshot (s, BERTH_SNAPSHOT_ACTIVE, key, parent, labels, ret_mounts, err);
+    }
+  lazy_track (s, snap->id);
+  h->log (s->plugin, BERTH_LOG_DEBUG, "layer %s served lazily from %s as %s", digest, url, target);
+  return h->error_set (err, BERTH_E_EXISTS, 0, "target snapshot `%s` already exists (layer %s served lazily "
+                       "from its registry)", target, digest);
 }
 
 static int
@@ -403,6 +558,9 @@ fz_prepare (void *self, berth_ctx *ctx, const char *key, const char *parent, con
   _cleanup_fd_ int fd = -1;
   if (fz_blob_fd (s, ctx, digest, &fd, NULL) < 0)
     {
+      const char *url = h->labels_get (labels, FZ_LABEL_REMOTE_URL);
+      if (s->lazy && url != NULL && *url != '\0')
+        return prepare_lazy (s, ctx, key, parent, target, digest, mt, labels, ret_mounts, err);
       /* No file to serve from: an ordinary layer, applied by the caller. */
       h->log (s->plugin, BERTH_LOG_WARNING, "layer %s: its blob is not available as a file from content store %s; "
               "unpacking it instead of serving it", digest, s->content_id);
@@ -583,11 +741,282 @@ fz_cleanup (void *self, berth_ctx *ctx, berth_error *err)
   return r;
 }
 
+/* ---- lazy layers: completion ---------------------------------------------------------- */
+
+#define LAZY_POLL_S 1        /* the watcher's tick while lazy layers are pending */
+#define LAZY_REPUBLISH_S 30  /* publish a complete blob again while the core has not taken it */
+#define LAZY_RETRY_S 60      /* after a failed adoption (indexing), doubled up to 64x */
+
+static time_t
+monotonic_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec;
+}
+
+/* A lazy layer whose blob the content store has now (the core adopted the
+ * cache, or the layer came another way): index it from there as any
+ * served layer (its diffID checked; the watcher may have built
+ * <dir>/index.watch from the complete cache before publishing it:
+ * have_index), then drop `remote` (from here on the layer is store-backed)
+ * and the cache's names; a running server keeps its open cache.  fd is the
+ * store's blob.  Takes serve_lock unless `locked`.  0, or a negative code
+ * with the reason logged (the layer then stays lazy). */
+static int
+lazy_adopt (struct fz *s, const char *dir, const char *digest, const char *media_type, const struct fz_remote *rm,
+            int fd, bool locked, bool have_index)
+{
+  char why[768] = "";
+  /* The watcher and ensure_served may both get here for one layer: each
+   * builds its own index, the first to commit wins. */
+  const char *name = locked ? "index.serve" : "index.watch";
+  _cleanup_str_ char *tmp = fz_path ("%s/%s", dir, name);
+  _cleanup_str_ char *index = fz_path ("%s/index", dir);
+  _cleanup_str_ char *remote = fz_path ("%s/remote", dir);
+  _cleanup_str_ char *cache = fz_path ("%s/blob", dir);
+  _cleanup_str_ char *state = fz_path ("%s/blob.state", dir);
+  if (!tmp || !index || !remote || !cache || !state)
+    return BERTH_E_NOMEM;
+  int r = have_index && access (tmp, F_OK) == 0 ? 0
+                                                 : fz_index (s, fd, dir, name, media_type, rm->diff_id, why, sizeof why,
+                                                             NULL);
+  if (r < 0)
+    {
+      unlink (tmp);
+      /* Not when the snapshot was removed meanwhile. */
+      if (r != BERTH_E_CANCELLED && access (remote, F_OK) == 0)
+        s->host->log (s->plugin, BERTH_LOG_ERROR, "lazily pulled layer %s is in the content store now, but "
+                      "indexing it failed (%s); it stays served from its cache in %s", digest, why, dir);
+      return r;
+    }
+  if (!locked)
+    pthread_mutex_lock (&s->serve_lock);
+  r = 0;
+  bool done = false;
+  if (access (remote, F_OK) < 0)
+    unlink (tmp); /* adopted by the other one, or removed */
+  else if (rename (tmp, index) < 0)
+    {
+      r = BERTH_E_INTERNAL;
+      s->host->log (s->plugin, BERTH_LOG_ERROR, "lazily pulled layer %s: renaming %s to %s: %s", digest, tmp, index,
+                    strerror (errno));
+      unlink (tmp);
+    }
+  else if (unlink (remote) < 0)
+    {
+      r = BERTH_E_INTERNAL;
+      s->host->log (s->plugin, BERTH_LOG_ERROR, "lazily pulled layer %s: removing %s: %s", digest, remote,
+                    strerror (errno));
+    }
+  else
+    {
+      unlink (cache);
+      unlink (state);
+      done = true;
+    }
+  if (!locked)
+    pthread_mutex_unlock (&s->serve_lock);
+  if (done)
+    s->host->log (s->plugin, BERTH_LOG_INFO, "lazily pulled layer %s is in the content store: served from there "
+                  "from now on", digest);
+  return r;
+}
+
+/* Put snapshot `id` on the watcher's list and wake it. */
+static void
+lazy_track (struct fz *s, const char *id)
+{
+  struct fz_lazy *e = calloc (1, sizeof *e);
+  if (e == NULL || (e->id = strdup (id)) == NULL)
+    {
+      free (e);
+      s->host->log (s->plugin, BERTH_LOG_ERROR, "out of memory: the lazy layer of snapshot id %s is not watched; "
+                    "restart berthd to complete it", id);
+      return;
+    }
+  pthread_mutex_lock (&s->lazy_lock);
+  e->next = s->lazy_head;
+  s->lazy_head = e;
+  pthread_cond_signal (&s->lazy_cond);
+  pthread_mutex_unlock (&s->lazy_lock);
+}
+
+/* At init: watch snapshot `id` if it is a lazy layer; a store-backed layer
+ * loses cache names left by a crash in the middle of lazy_adopt. */
+static void
+lazy_restore (struct fz *s, const char *id)
+{
+  _cleanup_str_ char *dir = fz_path ("%s/%s", s->snapshots, id);
+  char digest[BERTH_DIGEST_MAX], mt[256];
+  if (dir == NULL || fz_layer_read (dir, digest, sizeof digest, mt, sizeof mt) < 0)
+    return;
+  _cleanup_remote_ struct fz_remote rm = { 0 };
+  if (fz_remote_read (dir, &rm) == 0)
+    {
+      lazy_track (s, id);
+      return;
+    }
+  _cleanup_str_ char *cache = fz_path ("%s/blob", dir);
+  _cleanup_str_ char *state = fz_path ("%s/blob.state", dir);
+  if (cache && state)
+    {
+      unlink (cache);
+      unlink (state);
+    }
+}
+
+/* One look at a lazy layer: true when the watcher is done with it (adopted,
+ * removed, or never to complete). */
+static bool
+lazy_poll (struct fz *s, struct fz_lazy *e, time_t now)
+{
+  const struct berth_host *h = s->host;
+  _cleanup_str_ char *dir = fz_path ("%s/%s", s->snapshots, e->id);
+  char digest[BERTH_DIGEST_MAX], mt[256];
+  _cleanup_remote_ struct fz_remote rm = { 0 };
+  if (dir == NULL)
+    return false;
+  /* No record: the snapshot was removed, or ensure_served adopted it. */
+  if (fz_layer_read (dir, digest, sizeof digest, mt, sizeof mt) < 0 || fz_remote_read (dir, &rm) < 0)
+    return true;
+  if (now < e->retry_at)
+    return false;
+  _cleanup_fd_ int fd = -1;
+  if (fz_blob_fd (s, NULL, digest, &fd, NULL) == 0)
+    {
+      int r = lazy_adopt (s, dir, digest, mt, &rm, fd, false, e->indexed);
+      if (r < 0)
+        {
+          /* Logged; indexing reads the whole blob: not every tick. */
+          int shift = e->failures < 6 ? (int) e->failures++ : 6;
+          e->retry_at = now + ((time_t) LAZY_RETRY_S << shift);
+        }
+      return r == 0;
+    }
+  int state = fz_remote_state (dir, digest, rm.size);
+  if (state == 2)
+    {
+      h->log (s->plugin, BERTH_LOG_ERROR, "lazily pulled layer %s: the blob fetched from %s twice did not match "
+              "its digest; it stays served lazily (every chunk checked against the TOC) and is never stored",
+              digest, rm.url);
+      return true;
+    }
+  if (state != 1 || (e->published != 0 && now - e->published < LAZY_REPUBLISH_S))
+    return false;
+  _cleanup_str_ char *path = fz_path ("%s/blob", dir);
+  if (!e->indexed)
+    {
+      /* Before the core takes the blob: its content must be what the
+       * image's config says (the diffID), as a pull checks it; the index
+       * serves the layer once the blob is in the store. */
+      char why[768] = "";
+      _cleanup_fd_ int cfd = path ? open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+      int r = cfd < 0 ? BERTH_E_INTERNAL
+                      : fz_index (s, cfd, dir, "index.watch", mt, rm.diff_id, why, sizeof why, NULL);
+      if (r == BERTH_E_CANCELLED)
+        return false;
+      if (r < 0)
+        {
+          if (cfd < 0)
+            snprintf (why, sizeof why, "opening %s: %s", path ? path : "the cache", strerror (errno));
+          h->log (s->plugin, BERTH_LOG_ERROR, "lazily pulled layer %s is complete, but indexing it failed (%s); "
+                  "it is not stored and stays served from its cache in %s", digest, why, dir);
+          return true;
+        }
+      e->indexed = true;
+    }
+  char size[32];
+  snprintf (size, sizeof size, "%" PRIu64, rm.size);
+  const char *fields[] = { "digest", digest, "path", path, "size", size, rm.diff_id ? "diff_id" : NULL,
+                           rm.diff_id, NULL };
+  if (path == NULL || !BERTH_HAS (struct berth_host, h, publish) || h->publish == NULL)
+    return false;
+  bool again = e->published != 0;
+  e->published = now;
+  int r = h->publish (s->plugin, rm.ns, FZ_TOPIC_BLOB_COMPLETE, fields);
+  h->log (s->plugin, r < 0 ? BERTH_LOG_WARNING : again ? BERTH_LOG_DEBUG : BERTH_LOG_INFO, "lazily pulled layer %s "
+          "is complete in %s: published %s in namespace %s%s", digest, path, FZ_TOPIC_BLOB_COMPLETE, rm.ns,
+          r < 0 ? " (refused; publishing again later)" : again ? " again (the store has not taken it yet)" : "");
+  return false;
+}
+
+/* The watcher: while lazy layers are pending, looks at each every
+ * LAZY_POLL_S; otherwise it sleeps until lazy_track wakes it. */
+static void *
+lazy_watch (void *data)
+{
+  struct fz *s = data;
+  pthread_mutex_lock (&s->lazy_lock);
+  while (!s->stopping)
+    {
+      if (s->lazy_head == NULL)
+        {
+          pthread_cond_wait (&s->lazy_cond, &s->lazy_lock);
+          continue;
+        }
+      struct timespec until;
+      clock_gettime (CLOCK_MONOTONIC, &until);
+      until.tv_sec += LAZY_POLL_S;
+      while (!s->stopping && pthread_cond_timedwait (&s->lazy_cond, &s->lazy_lock, &until) == 0)
+        ;
+      if (s->stopping)
+        break;
+      /* Entries are pushed at the head only and removed only here: the
+       * walk needs the lock just to unlink. */
+      struct fz_lazy *e = s->lazy_head;
+      pthread_mutex_unlock (&s->lazy_lock);
+      time_t now = monotonic_s ();
+      while (e != NULL && !s->stopping)
+        {
+          struct fz_lazy *next = e->next;
+          if (lazy_poll (s, e, now))
+            {
+              pthread_mutex_lock (&s->lazy_lock);
+              struct fz_lazy **pp = &s->lazy_head;
+              while (*pp != e)
+                pp = &(*pp)->next;
+              *pp = e->next;
+              pthread_mutex_unlock (&s->lazy_lock);
+              free (e->id);
+              free (e);
+            }
+          e = next;
+        }
+      pthread_mutex_lock (&s->lazy_lock);
+    }
+  pthread_mutex_unlock (&s->lazy_lock);
+  return NULL;
+}
+
+static void
+lazy_stop (struct fz *s)
+{
+  if (s->watcher_started)
+    {
+      pthread_mutex_lock (&s->lazy_lock);
+      s->stopping = true;
+      pthread_cond_broadcast (&s->lazy_cond);
+      pthread_mutex_unlock (&s->lazy_lock);
+      pthread_join (s->watcher, NULL);
+      s->watcher_started = false;
+    }
+  while (s->lazy_head)
+    {
+      struct fz_lazy *e = s->lazy_head;
+      s->lazy_head = e->next;
+      free (e->id);
+      free (e);
+    }
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
 /* Make sure the layer of snapshot `id`, if it is a served one, is mounted
- * and its server alive: mount it again from its blob and kept index when
- * the mount is gone (a reboot) or dead (its server crashed: ENOTCONN).
+ * and its server alive: mount it again when the mount is gone (a reboot)
+ * or dead (its server crashed: ENOTCONN), from its blob and kept index, or
+ * for a lazy layer whose blob is not in the store yet, lazily from its
+ * registry and kept cache (berth-fuse resumes from the cache's bitmap).
  * 0 for a layer that is not served; 1 when it was live, 2 when mounted
  * again, a negative code when it cannot be served (logged). */
 static int
@@ -604,19 +1033,29 @@ ensure_served (struct fz *s, const char *id)
     {
       if (state < 0)
         fz_unmount (dir);
+      char why[768] = "";
+      _cleanup_remote_ struct fz_remote rm = { 0 };
+      bool lazy = fz_remote_read (dir, &rm) == 0;
       _cleanup_fd_ int fd = -1;
       r = fz_blob_fd (s, NULL, digest, &fd, NULL);
-      if (r == 0)
-        r = fz_mount (s, fd, dir, NULL);
+      if (lazy && r == 0 && lazy_adopt (s, dir, digest, mt, &rm, fd, true, false) == 0)
+        lazy = false;
+      if (lazy)
+        r = fz_mount_lazy (s, dir, digest, &rm, why, sizeof why, NULL);
+      else if (r == 0)
+        r = fz_mount (s, fd, dir, why, sizeof why, NULL);
+      else
+        snprintf (why, sizeof why, "its blob is gone");
       if (r == 0)
         {
           r = 2;
-          s->host->log (s->plugin, BERTH_LOG_WARNING, "layer %s on %s/fs was %s; served again", digest, dir,
-                        state < 0 ? "dead (its server had gone)" : "not mounted");
+          s->host->log (s->plugin, BERTH_LOG_WARNING, "layer %s on %s/fs was %s; served again%s", digest, dir,
+                        state < 0 ? "dead (its server had gone)" : "not mounted",
+                        lazy ? " (lazily, from its registry)" : "");
         }
       else
-        s->host->log (s->plugin, BERTH_LOG_ERROR, "cannot serve layer %s on %s/fs again (%s)", digest, dir,
-                      r == BERTH_E_NOTFOUND ? "its blob is gone" : "berth-fuse failed; see its server.log");
+        s->host->log (s->plugin, BERTH_LOG_ERROR, "cannot serve layer %s on %s/fs again: %s; see %s/server.log",
+                      digest, dir, why, dir);
     }
   pthread_mutex_unlock (&s->serve_lock);
   return r;
@@ -653,6 +1092,7 @@ restore_mounts (struct fz *s)
       live += st == 1;
       restored += st == 2;
       failed += st < 0;
+      lazy_restore (s, *id);
     }
   berth_snapstore_strv_free (ids);
   if (restored || failed)
@@ -667,8 +1107,11 @@ fz_fini (void *self)
   if (s == NULL)
     return;
   /* The servers stay: running containers keep their root filesystems. */
+  lazy_stop (s);
   berth_snapstore_close (s->store);
   pthread_mutex_destroy (&s->serve_lock);
+  pthread_mutex_destroy (&s->lazy_lock);
+  pthread_cond_destroy (&s->lazy_cond);
   free (s->root);
   free (s->snapshots);
   free (s->binary);
@@ -720,6 +1163,12 @@ fz_init (const struct berth_host *host, const struct berth_init_ctx *ictx, void 
   s->host = host;
   s->plugin = ictx->plugin;
   pthread_mutex_init (&s->serve_lock, NULL);
+  pthread_mutex_init (&s->lazy_lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&s->lazy_cond, &ca);
+  pthread_condattr_destroy (&ca);
   if (ictx->root == NULL || *ictx->root == '\0')
     return host->error_set (err, BERTH_E_SKIP, 0, "no root directory");
   long page = sysconf (_SC_PAGESIZE);
@@ -734,6 +1183,8 @@ fz_init (const struct berth_host *host, const struct berth_init_ctx *ictx, void 
     content = c.s;
   struct berth_cfg_value t = { .size = sizeof t };
   s->timeout_s = host->cfg_get (ictx->plugin, "server_timeout", &t) == 0 && t.type == BERTH_CFG_INT ? (int) t.i : 600;
+  struct berth_cfg_value l = { .size = sizeof l };
+  s->lazy = !(host->cfg_get (ictx->plugin, "lazy", &l) == 0 && l.type == BERTH_CFG_BOOL && !l.b);
   s->root = strdup (ictx->root);
   s->snapshots = fz_path ("%s/snapshots", ictx->root);
   s->binary = strdup (binary);
@@ -752,8 +1203,18 @@ fz_init (const struct berth_host *host, const struct berth_init_ctx *ictx, void 
   int r = berth_snapstore_open (host, db, &s->store, err);
   if (r < 0)
     return host->error_wrap (err, "opening %s", db);
+  /* Before restore_mounts: it hands the watcher the lazy layers.  Layers
+   * pulled lazily before are completed even when `lazy` is off now. */
+  if ((r = pthread_create (&s->watcher, NULL, lazy_watch, s)) != 0)
+    return host->error_set (err, BERTH_E_INTERNAL, r, "starting the thread that completes lazily pulled layers");
+  s->watcher_started = true;
   restore_mounts (s);
   host->set_export (ictx->plugin, "root", s->root);
+  /* The core pulls eStargz layers lazily through snapshotters that say so
+   * (core/pull/lazy.h); berth-fuse is there (host_problem). */
+  if (s->lazy && BERTH_HAS (struct berth_host, host, add_capability) && host->add_capability
+      && (r = host->add_capability (ictx->plugin, FZ_CAPABILITY_REMOTE)) < 0)
+    return host->error_set (err, r, 0, "announcing the capability " FZ_CAPABILITY_REMOTE);
   return 0;
 }
 
@@ -781,7 +1242,12 @@ static const struct berth_config_key k_server_timeout
     = BERTH_CFG_KEY_RANGE ("server_timeout", "600",
                            "seconds one berth-fuse run (indexing a layer, mounting it) may take before it is killed",
                            1, 86400);
-static const struct berth_config_key *const fz_keys[] = { &k_binary, &k_content_store, &k_server_timeout, NULL };
+static const struct berth_config_key k_lazy
+    = BERTH_CFG_KEY (BERTH_CFG_BOOL, "lazy", "true",
+                     "serve eStargz layers lazily: a pull leaves them in the registry, berth-fuse fetches what is "
+                     "read and completes the blob in the background (capability remote-snapshot)");
+static const struct berth_config_key *const fz_keys[]
+    = { &k_binary, &k_content_store, &k_server_timeout, &k_lazy, NULL };
 static const char *const fz_requires[] = { "io.berth.content.v1", NULL };
 
 static const struct berth_plugin_desc fz_desc = {
