@@ -1185,6 +1185,11 @@ fz_init (const struct berth_host *host, const struct berth_init_ctx *ictx, void 
   s->timeout_s = host->cfg_get (ictx->plugin, "server_timeout", &t) == 0 && t.type == BERTH_CFG_INT ? (int) t.i : 600;
   struct berth_cfg_value l = { .size = sizeof l };
   s->lazy = !(host->cfg_get (ictx->plugin, "lazy", &l) == 0 && l.type == BERTH_CFG_BOOL && !l.b);
+  struct berth_cfg_value rt = { .size = sizeof rt }, rr = { .size = sizeof rr };
+  s->remote_timeout_s
+      = host->cfg_get (ictx->plugin, "remote_timeout", &rt) == 0 && rt.type == BERTH_CFG_INT ? (int) rt.i : 0;
+  s->remote_retries
+      = host->cfg_get (ictx->plugin, "remote_retries", &rr) == 0 && rr.type == BERTH_CFG_INT ? (int) rr.i : 3;
   s->root = strdup (ictx->root);
   s->snapshots = fz_path ("%s/snapshots", ictx->root);
   s->binary = strdup (binary);
@@ -1246,8 +1251,18 @@ static const struct berth_config_key k_lazy
     = BERTH_CFG_KEY (BERTH_CFG_BOOL, "lazy", "true",
                      "serve eStargz layers lazily: a pull leaves them in the registry, berth-fuse fetches what is "
                      "read and completes the blob in the background (capability remote-snapshot)");
+static const struct berth_config_key k_remote_timeout
+    = BERTH_CFG_KEY_RANGE ("remote_timeout", "0",
+                           "lazy layers: seconds to connect to the registry, and seconds below 1 KiB/s that make a "
+                           "stalled transfer (0: berth-fuse's defaults, 10 and 15)",
+                           0, 3600);
+static const struct berth_config_key k_remote_retries
+    = BERTH_CFG_KEY_RANGE ("remote_retries", "3",
+                           "lazy layers: how many times a failed range request is tried again before the read "
+                           "fails with EIO",
+                           0, 100);
 static const struct berth_config_key *const fz_keys[]
-    = { &k_binary, &k_content_store, &k_server_timeout, &k_lazy, NULL };
+    = { &k_binary, &k_content_store, &k_server_timeout, &k_lazy, &k_remote_timeout, &k_remote_retries, NULL };
 static const char *const fz_requires[] = { "io.berth.content.v1", NULL };
 
 static const struct berth_plugin_desc fz_desc = {

@@ -93,6 +93,8 @@ struct fz
   pthread_mutex_t serve_lock; /* one (re)mount of a served layer at a time */
   berth_snapstore *store;
   bool lazy;       /* config `lazy`: serve eStargz layers from registries */
+  int remote_timeout_s; /* config `remote_timeout`: 0 = berth-fuse's defaults */
+  int remote_retries;   /* config `remote_retries` */
   _Atomic bool stopping; /* fini: the watcher ends, a helper it runs is killed */
   /* The lazy layers not yet in the content store.  The watcher alone
    * removes entries and follows `next`; prepare and init push at the head.

@@ -200,7 +200,7 @@ fz_mount_lazy (struct fz *s, const char *dir, const char *digest, const struct f
     r = s->host->error_set (err, BERTH_E_NOMEM, 0, "out of memory");
   else
     {
-      char *argv[24];
+      char *argv[32];
       size_t n = 0;
       argv[n++] = s->binary;
       argv[n++] = "mount";
@@ -228,6 +228,16 @@ fz_mount_lazy (struct fz *s, const char *dir, const char *digest, const struct f
         }
       if (rm->plain_http)
         argv[n++] = "--remote-plain-http";
+      char timeout[16], retries[16];
+      if (s->remote_timeout_s > 0)
+        {
+          snprintf (timeout, sizeof timeout, "%d", s->remote_timeout_s);
+          argv[n++] = "--remote-timeout";
+          argv[n++] = timeout;
+        }
+      snprintf (retries, sizeof retries, "%d", s->remote_retries);
+      argv[n++] = "--remote-retries";
+      argv[n++] = retries;
       argv[n++] = "--log";
       argv[n++] = log;
       argv[n++] = fs;
