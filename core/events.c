@@ -197,8 +197,8 @@ events_publish (events *e, const char *ns, const char *topic, const ProtobufCMes
 
 /* ---- events given as strings (plugins, task manager) --------------------- */
 
-static const char *
-field (const char *const *fields, const char *key)
+const char *
+events_field (const char *const *fields, const char *key)
 {
   for (size_t i = 0; fields && fields[i] && fields[i + 1]; i += 2)
     if (strcmp (fields[i], key) == 0)
@@ -209,7 +209,7 @@ field (const char *const *fields, const char *key)
 static char *
 field_str (const char *const *fields, const char *key)
 {
-  const char *v = field (fields, key);
+  const char *v = events_field (fields, key);
   return (char *) (v ? v : "");
 }
 
@@ -217,7 +217,7 @@ field_str (const char *const *fields, const char *key)
 static long long
 field_num (const char *const *fields, const char *key)
 {
-  const char *v = field (fields, key);
+  const char *v = events_field (fields, key);
   if (v == NULL || *v == '\0')
     return 0;
   char *end = NULL;

@@ -36,6 +36,9 @@ void events_publish (events *e, const char *ns, const char *topic, const Protobu
  * (container.proto; "labels.<k>" fields become labels).  Other topics are
  * dropped with BERTH_E_NOTSUP. */
 int events_publish_fields (events *e, const char *ns, const char *topic, const char *const *fields);
+/* The value of key in NULL-terminated key, value pairs (a plugin's
+ * publish fields); NULL when absent. */
+const char *events_field (const char *const *fields, const char *key);
 /* Cheap check, any thread: skip building events nobody listens to. */
 bool events_has_subscribers (const events *e);
 

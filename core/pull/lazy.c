@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "cleanup.h"
 #include "daemon.h"
+#include "events.h"
 #include "fs.h"
 #include "log.h"
 #include "metadata/meta.h"
@@ -245,23 +246,14 @@ adopt_done (void *data)
   adopt_job_free (data);
 }
 
-static const char *
-field (const char *const *fields, const char *key)
-{
-  for (size_t i = 0; fields && fields[i] && fields[i + 1]; i += 2)
-    if (strcmp (fields[i], key) == 0)
-      return fields[i + 1];
-  return NULL;
-}
-
 bool
 lazy_publish (const char *ns, const char *topic, const char *const *fields)
 {
   if (topic == NULL || strcmp (topic, LAZY_TOPIC_COMPLETE) != 0)
     return false;
   struct daemon *d = atomic_load (&lazy_daemon);
-  const char *digest = field (fields, "digest"), *path = field (fields, "path"), *size = field (fields, "size");
-  const char *diff_id = field (fields, "diff_id");
+  const char *digest = events_field (fields, "digest"), *path = events_field (fields, "path");
+  const char *size = events_field (fields, "size"), *diff_id = events_field (fields, "diff_id");
   char *end = NULL;
   long long n = size ? strtoll (size, &end, 10) : -1;
   if (d == NULL)
