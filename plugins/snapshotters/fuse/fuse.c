@@ -746,6 +746,10 @@ fz_cleanup (void *self, berth_ctx *ctx, berth_error *err)
 #define LAZY_POLL_S 1        /* the watcher's tick while lazy layers are pending */
 #define LAZY_REPUBLISH_S 30  /* publish a complete blob again while the core has not taken it */
 #define LAZY_RETRY_S 60      /* after a failed adoption (indexing), doubled up to 64x */
+#define LAZY_CHECK_S 5       /* look at a pending layer's server this often ... */
+#define LAZY_RESERVE_S 30    /* ... and after it could not be served again, this often */
+
+static int ensure_served (struct fz *s, const char *id);
 
 static time_t
 monotonic_s (void)
@@ -880,6 +884,13 @@ lazy_poll (struct fz *s, struct fz_lazy *e, time_t now)
   /* No record: the snapshot was removed, or ensure_served adopted it. */
   if (fz_layer_read (dir, digest, sizeof digest, mt, sizeof mt) < 0 || fz_remote_read (dir, &rm) < 0)
     return true;
+  if (now >= e->check_at)
+    {
+      /* A server that died while no mount needed its layer: serve it again,
+       * or its blob would never complete (logged either way). */
+      int sr = ensure_served (s, e->id);
+      e->check_at = now + (sr < 0 ? LAZY_RESERVE_S : LAZY_CHECK_S);
+    }
   if (now < e->retry_at)
     return false;
   _cleanup_fd_ int fd = -1;

@@ -114,6 +114,7 @@ struct fz_lazy
   time_t published;      /* monotonic seconds of the last publish; 0 never */
   time_t retry_at;       /* adoption failed: not before this */
   unsigned failures;     /* adoptions failed in a row */
+  time_t check_at;       /* next look at its server (ensure_served) */
   bool indexed;          /* index.watch built from the complete cache, diffID checked */
 };
 
