@@ -223,7 +223,7 @@ BERTH_PUBLIC size_t berth_layerindex_readdir (const berth_layerindex *idx, const
 /* Copy up to len bytes of the content of `e` (a hard link reads its target)
  * from `off` into buf; *ret_n is short only at the end of the file.
  * INVALID for a non-regular entry; eStargz: INVALID "chunk digest mismatch"
- * when the blob does not match the TOC (nothing is copied then). */
+ * when the blob does not match the TOC (buf then holds no layer bytes). */
 BERTH_PUBLIC int berth_layerindex_read (const berth_layerindex *idx, const struct berth_layerindex_entry *e,
                                         uint64_t off, void *buf, size_t len, size_t *ret_n, berth_error *err);
 

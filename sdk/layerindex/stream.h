@@ -32,6 +32,11 @@ int li_stream_open (struct li_stream *s, const berth_layerindex *idx, uint32_t c
                     bool record, berth_error *err);
 /* Up to len bytes; *ret_n = 0 at the end of the stream. */
 int li_stream_read (struct li_stream *s, void *buf, size_t len, size_t *ret_n, berth_error *err);
+/* Reads (not indexing): go back to `from` (NULL: the start) in the same
+ * blob, keeping the buffers and the decoder's allocations (a FUSE server's
+ * lanes restart at about every block they decode).  On an error the stream
+ * must be closed. */
+int li_stream_restart (struct li_stream *s, const struct li_checkpoint *from, berth_error *err);
 void li_stream_close (struct li_stream *s);
 
 /* estargz.c: the last chunk decoded (and verified) */

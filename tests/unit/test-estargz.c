@@ -592,6 +592,17 @@ START_TEST (test_corrupted_chunks_never_return_bytes)
   ck_assert_int_eq (n, 0);
   ck_assert_msg (strstr (berth_error_message (e), "`big` chunk 1"), "%s", berth_error_message (e));
   berth_error_free (e);
+  /* the same chunk read whole is decoded in place: the buffer is wiped, not
+   * left with what came out of the bad chunk */
+  unsigned char *whole = malloc (c->chunk_size);
+  memset (whole, 0xa5, c->chunk_size);
+  n = 1234;
+  ck_fails (berth_layerindex_read (idx, big, c->chunk_offset, whole, c->chunk_size, &n, err), BERTH_E_INVALID,
+            "`big` chunk 1");
+  ck_assert_int_eq (n, 0);
+  for (size_t k = 0; k < c->chunk_size; k++)
+    ck_assert_msg (whole[k] == 0, "byte %zu of a failed chunk left in the buffer", k);
+  free (whole);
   es.p[c->offset + (c->compressed_end - c->offset) / 2] ^= 0x10;
   ck_ok (berth_layerindex_read (idx, big, c->chunk_offset + 100, buf, 1 << 20, &n, err));
   /* chunk 0 read fine meanwhile; a stored block swapped for another file's: digest mismatch */
@@ -617,6 +628,107 @@ START_TEST (test_corrupted_chunks_never_return_bytes)
 }
 END_TEST
 
+/* A chunk may start inside a gzip member (innerOffset) or run on into the
+ * next members, as other writers split files: the TOC of our blob is
+ * rewritten so that `big` has chunks [0, 2 MiB) and [2 MiB, 4 MiB) in the
+ * first member (the second at innerOffset 2 MiB) and one chunk from 4 MiB
+ * to its end over two members, and every read must still give the file. */
+START_TEST (test_chunks_inside_and_across_gzip_members_read_back)
+{
+  setup_layer ();
+  struct berth_estargz_result res;
+  struct blob es = convert (NULL, 0, &res);
+  berth_layerindex *idx = NULL;
+  ck_ok (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &es, es.n, NULL, &idx, err));
+  uint64_t toc_off = berth_layerindex_toc_offset (idx);
+  ck_assert_int_eq (berth_layerindex_lookup (idx, "big")->n_chunks, 3);
+  berth_layerindex_free (idx);
+  idx = NULL;
+  struct blob raw = gunzip (&(struct blob) { es.p + toc_off, es.n - toc_off });
+  json_object *toc = json_tokener_parse ((char *) raw.p + 512);
+  free (raw.p);
+  ck_assert_ptr_nonnull (toc);
+  char path[600], d[80];
+  snprintf (path, sizeof path, "%s/tree/big", workdir);
+  size_t len;
+  unsigned char *want = slurp (path, &len);
+  const size_t M2 = 2 << 20;
+  ck_assert_int_gt (len, 2 * (4 << 20));
+
+  json_object *ents = json_object_object_get (toc, "entries"), *out = json_object_new_array ();
+  for (size_t i = 0; i < json_object_array_length (ents); i++)
+    {
+      json_object *e = json_object_get (json_object_array_get_idx (ents, i));
+      const char *name = json_object_get_string (json_object_object_get (e, "name"));
+      const char *type = json_object_get_string (json_object_object_get (e, "type"));
+      if (strcmp (name, "big") != 0)
+        {
+          json_object_array_add (out, e);
+          continue;
+        }
+      int64_t coff = json_object_get_int64 (json_object_object_get (e, "chunkOffset"));
+      if (strcmp (type, "reg") == 0)
+        {
+          json_object_object_add (e, "chunkSize", json_object_new_int64 ((int64_t) M2));
+          sha256_hex (want, M2, d);
+          json_object_object_add (e, "chunkDigest", json_object_new_string (d));
+          json_object_array_add (out, e);
+          json_object *half = json_object_new_object ();
+          json_object_object_add (half, "name", json_object_new_string ("big"));
+          json_object_object_add (half, "type", json_object_new_string ("chunk"));
+          json_object_object_add (half, "offset", json_object_get (json_object_object_get (e, "offset")));
+          json_object_object_add (half, "innerOffset", json_object_new_int64 ((int64_t) M2));
+          json_object_object_add (half, "chunkOffset", json_object_new_int64 ((int64_t) M2));
+          json_object_object_add (half, "chunkSize", json_object_new_int64 ((int64_t) M2));
+          sha256_hex (want + M2, M2, d);
+          json_object_object_add (half, "chunkDigest", json_object_new_string (d));
+          json_object_array_add (out, half);
+        }
+      else if (coff == 4 << 20)
+        {
+          json_object_object_add (e, "chunkSize", json_object_new_int64 ((int64_t) (len - (4 << 20))));
+          sha256_hex (want + (4 << 20), len - (4 << 20), d);
+          json_object_object_add (e, "chunkDigest", json_object_new_string (d));
+          json_object_array_add (out, e);
+        }
+      else
+        json_object_put (e); /* the last chunk: now part of the one before */
+    }
+  json_object_object_add (toc, "entries", out);
+  struct blob odd = with_toc (&es, toc_off, json_object_to_json_string (toc), false);
+  json_object_put (toc);
+  ck_ok (berth_layerindex_open_estargz (&check_sdk_host, mem_read_at, &odd, odd.n, NULL, &idx, err));
+  const struct berth_layerindex_entry *big = berth_layerindex_lookup (idx, "big");
+  ck_assert_int_eq (big->n_chunks, 3);
+  ck_assert_int_eq (big->chunks[1].inner_offset, M2);
+  ck_assert_int_eq (big->chunks[1].offset, big->chunks[0].offset);
+  ck_assert_int_eq (big->chunks[2].chunk_size, len - (4 << 20));
+  compare_with_tree (idx); /* whole files (chunks decoded in place), random pieces, a cursor */
+  unsigned char *got = malloc (len);
+  size_t n = 0;
+  for (size_t i = 0; i < big->n_chunks; i++)
+    {
+      const struct berth_layerindex_chunk *c = &big->chunks[i];
+      memset (got, 0xa5, len);
+      ck_ok (berth_layerindex_read (idx, big, c->chunk_offset, got, c->chunk_size, &n, err));
+      ck_assert_int_eq (n, c->chunk_size);
+      ck_assert_msg (memcmp (got, want + c->chunk_offset, n) == 0, "chunk %zu differs", i);
+      ck_ok (berth_layerindex_chunk_decode (idx, big, i, odd.p + c->offset, c->compressed_end - c->offset, got, err));
+      ck_assert_msg (memcmp (got, want + c->chunk_offset, n) == 0, "chunk_decode: chunk %zu differs", i);
+    }
+  /* the chunk over two members, from a range that ends in its second member */
+  const struct berth_layerindex_chunk *c2 = &big->chunks[2];
+  ck_fails (berth_layerindex_chunk_decode (idx, big, 2, odd.p + c2->offset, (c2->compressed_end - c2->offset) * 3 / 4,
+                                           got, err),
+            BERTH_E_INVALID, "ends early");
+  free (got);
+  free (want);
+  berth_layerindex_free (idx);
+  free (odd.p);
+  free (es.p);
+}
+END_TEST
+
 START_TEST (test_writer_refuses_bad_input)
 {
   struct blob junk = { (unsigned char *) "this is not a tar file at all, not even close ....", 50, 0, 0 };
@@ -638,6 +750,7 @@ estargz_suite (void)
   tcase_add_test (tc, test_prefetch_files_come_first);
   tcase_add_test (tc, test_lying_tocs_are_refused);
   tcase_add_test (tc, test_corrupted_chunks_never_return_bytes);
+  tcase_add_test (tc, test_chunks_inside_and_across_gzip_members_read_back);
   tcase_add_test (tc, test_writer_refuses_bad_input);
   suite_add_tcase (s, tc);
   return s;
