@@ -182,6 +182,7 @@ blob_open (const char *path, struct blob *b)
 }
 
 static uint64_t checkpoint_span; /* --checkpoint-span; 0: the library's */
+static const char *toc_digest;    /* --toc-digest: the eStargz TOC must hash to it; NULL: not checked */
 
 #define EXIT_NOTSUP 3
 static int index_error; /* the last index_get failure's code */
@@ -193,12 +194,14 @@ index_get_at (struct blob *b, berth_layerindex_read_at_fn read_at, void *data, c
 {
   berth_error err = { 0 };
   berth_layerindex *idx = NULL;
-  struct berth_layerindex_opts opts = { .size = sizeof opts, .diff_id = diff_id, .checkpoint_span = checkpoint_span };
+  struct berth_layerindex_opts opts = {
+    .size = sizeof opts, .diff_id = diff_id, .checkpoint_span = checkpoint_span, .toc_digest = toc_digest,
+  };
   int r;
   if (index_path != NULL && (media_type == NULL && !estargz))
     r = berth_layerindex_load (&host, index_path, read_at, data, b->size, NULL, &idx, &err);
   else if (estargz)
-    r = berth_layerindex_open_estargz (&host, read_at, data, b->size, NULL, &idx, &err);
+    r = berth_layerindex_open_estargz (&host, read_at, data, b->size, &opts, &idx, &err);
   else
     r = berth_layerindex_build (&host, read_at, data, b->size, media_type, 0, &opts, &idx, &err);
   if (r < 0)
@@ -1348,7 +1351,9 @@ usage (FILE *f)
          "BLOB may be /dev/fd/N (an inherited descriptor).\n"
          "Lazy eStargz mount (instead of --blob): --estargz --remote-url https://HOST/v2/REPO/blobs/DIGEST\n"
          "  --blob-size N --blob-digest sha256:HEX --remote-cache FILE [--remote-headers-file FILE]\n"
-         "  [--remote-ca FILE] [--remote-plain-http] [--remote-timeout S] [--remote-retries N]\n",
+         "  [--remote-ca FILE] [--remote-plain-http] [--remote-timeout S] [--remote-retries N]\n"
+         "  [--toc-digest sha256:HEX] (the manifest's TOC digest annotation: a TOC that does not hash to it\n"
+         "  is refused before any file is served)\n",
          f);
 }
 
@@ -1686,6 +1691,7 @@ main (int argc, char **argv)
     { "remote-retries", required_argument, NULL, 'R' },
     { "blob-size", required_argument, NULL, 'S' },
     { "blob-digest", required_argument, NULL, 'D' },
+    { "toc-digest", required_argument, NULL, 'G' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -1752,6 +1758,7 @@ main (int argc, char **argv)
       case 'A': o.remote_ca = optarg; break;
       case 'P': o.remote_plain_http = true; break;
       case 'D': o.blob_digest = optarg; break;
+      case 'G': toc_digest = optarg; break;
       case 'S':
       case 'T':
       case 'R':

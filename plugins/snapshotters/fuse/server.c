@@ -228,6 +228,11 @@ fz_mount_lazy (struct fz *s, const char *dir, const char *digest, const struct f
         }
       if (rm->plain_http)
         argv[n++] = "--remote-plain-http";
+      if (rm->toc_digest)
+        {
+          argv[n++] = "--toc-digest";
+          argv[n++] = rm->toc_digest;
+        }
       char timeout[16], retries[16];
       if (s->remote_timeout_s > 0)
         {

@@ -13,7 +13,8 @@
 #     `lazy = false` it has not.
 #  2. fallbacks, each an ordinary active snapshot (gRPC OK, no fuse mount)
 #     and a log line saying why: a blob that is not eStargz (busybox's
-#     plain gzip layer), a registry that does not answer (a closed port).
+#     plain gzip layer), a registry that does not answer (a closed port), a
+#     TOC that does not hash to the manifest's toc.digest annotation.
 #  3. the eStargz layer: Prepare answers ALREADY_EXISTS in < 5 s while the
 #     blob needs >= 6 s; the target is committed; it is a fuse.berth mount;
 #     snapshots/<id>/remote holds no header value; files read through the
@@ -265,6 +266,18 @@ case $out in "status 0 "*) pass "closed port: an ordinary snapshot (OK) in ${ELA
 grep -q "layer $LAYER: cannot serve it lazily from http://127.0.0.1:9/" "$BERTHD_LOG" && pass "closed port: logged" \
   || fail "closed port: no log line"
 run "${C[@]}" snapshots --snapshotter fuse rm extract-closed
+expect_rc 0 "remove the fallback snapshot"
+# A TOC that is not the one the manifest names (a registry that serves
+# another TOC for the blob): refused before any file is served.
+GOOD_TOC=$TOC
+TOC=sha256:0000000000000000000000000000000000000000000000000000000000000000
+prepare extract-toc "" toc-target "$LAYER" "$SIZE" "$REG"
+TOC=$GOOD_TOC
+case $out in "status 0 "*) pass "wrong TOC digest: an ordinary snapshot (OK)" ;; *) fail "wrong TOC digest: $out" ;; esac
+grep -q "layer $LAYER: cannot serve it lazily.*TOC digest is $GOOD_TOC, the annotation says sha256:0000" "$BERTHD_LOG" \
+  && pass "wrong TOC digest: logged with both digests" || fail "wrong TOC digest: no log line naming both digests"
+[ -z "$(mount_of "$LAYER")" ] && pass "wrong TOC digest: no fuse mount" || fail "wrong TOC digest: a fuse mount stayed"
+run "${C[@]}" snapshots --snapshotter fuse rm extract-toc
 expect_rc 0 "remove the fallback snapshot"
 
 echo "=== 3. the eStargz layer, served lazily"
