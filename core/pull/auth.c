@@ -627,9 +627,18 @@ cache_find (struct auth_token_cache *c, const char *host, const char *scope)
 const char *
 auth_token_cache_get (struct auth_token_cache *c, const char *host, const char *scope, time_t now)
 {
+  return auth_token_cache_lookup (c, host, scope, now, NULL);
+}
+
+const char *
+auth_token_cache_lookup (struct auth_token_cache *c, const char *host, const char *scope, time_t now,
+                         time_t *ret_expires)
+{
   struct token_entry *e = cache_find (c, host, scope);
   if (e == NULL || now >= e->expires)
     return NULL;
+  if (ret_expires)
+    *ret_expires = e->expires;
   return e->token;
 }
 

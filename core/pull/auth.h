@@ -84,6 +84,9 @@ struct auth_token_cache *auth_token_cache_new (void);
 void auth_token_cache_free (struct auth_token_cache *c);
 /* The cached token, or NULL when none or expired at `now`. */
 const char *auth_token_cache_get (struct auth_token_cache *c, const char *host, const char *scope, time_t now);
+/* The same, and when it expires (ret_expires may be NULL). */
+const char *auth_token_cache_lookup (struct auth_token_cache *c, const char *host, const char *scope, time_t now,
+                                     time_t *ret_expires);
 int auth_token_cache_put (struct auth_token_cache *c, const char *host, const char *scope, const char *token,
                           time_t expires);
 void auth_token_cache_drop (struct auth_token_cache *c, const char *host, const char *scope);

@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "cleanup.h"
 #include "daemon.h"
@@ -69,9 +71,12 @@ write_secret (const char *path, const char *data, size_t len, berth_error **err)
   return 0;
 }
 
+static void refresh_drop (const char *ns, const char *digest);
+
 void
 lazy_forget (const char *state_dir, const char *ns, const char *digest)
 {
+  refresh_drop (ns, digest);
   static const char *const exts[] = { "headers", "ca.pem" };
   for (size_t i = 0; i < sizeof exts / sizeof *exts; i++)
     {
@@ -81,9 +86,13 @@ lazy_forget (const char *state_dir, const char *ns, const char *digest)
     }
 }
 
+static void refresh_add (const char *path, const char *ns, const char *digest, const struct lazy_source *src,
+                         time_t expires);
+
 int
 lazy_labels (const char *state_dir, const char *ns, const char *digest, int64_t size, const char *toc_digest,
-             const struct registry_blob_access *a, berth_labels *l, berth_error **err)
+             const struct registry_blob_access *a, const struct lazy_source *src, berth_labels *l,
+             berth_error **err)
 {
   char num[32];
   snprintf (num, sizeof num, "%" PRId64, size);
@@ -114,6 +123,8 @@ lazy_labels (const char *state_dir, const char *ns, const char *digest, int64_t 
                                                             : 0;
       if (r < 0)
         return r;
+      if (a->token_expires > 0 && src)
+        refresh_add (p, ns, digest, src, a->token_expires);
     }
   if (a->ca_pem)
     {
@@ -127,6 +138,262 @@ lazy_labels (const char *state_dir, const char *ns, const char *digest, int64_t 
         return r;
     }
   return 0;
+}
+
+/* ---- renewing Bearer tokens --------------------------------------------- */
+
+/* A registry's tokens live minutes (Docker Hub: 300 s); a layer may take
+ * longer to arrive.  berth-fuse reads its headers file again on a 401 when
+ * the file changed, so keeping the file fresh is enough: each entry is one
+ * lazily served blob whose headers hold a token, written again at about
+ * 2/3 of the token's lifetime with a token from a new session (so the
+ * credentials come from the same places a pull takes them), until the blob
+ * is adopted (lazy_forget) or its file is gone.  In memory only: after a
+ * berthd restart a layer still arriving keeps the last token written. */
+
+#define REFRESH_RETRY_S 10         /* after a failed renewal */
+#define REFRESH_GIVE_UP_S (7 * 86400) /* an entry never forgotten (image removed before complete) */
+
+struct refresh
+{
+  struct refresh *next;
+  char *path, *ns, *digest, *host, *repo;
+  char *config_path, *username, *secret;
+  bool plain_http;
+  time_t at, created;
+};
+
+static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t refresh_cond = PTHREAD_COND_INITIALIZER;
+static struct refresh *refreshes;
+static pthread_t refresh_thread;
+static bool refresh_started, refresh_stopping;
+
+static void
+refresh_clear (struct refresh *e)
+{
+  free (e->path);
+  free (e->ns);
+  free (e->digest);
+  free (e->host);
+  free (e->repo);
+  free (e->config_path);
+  free (e->username);
+  if (e->secret)
+    explicit_bzero (e->secret, strlen (e->secret));
+  free (e->secret);
+}
+
+static void
+refresh_free (struct refresh *e)
+{
+  if (e == NULL)
+    return;
+  refresh_clear (e);
+  free (e);
+}
+
+static time_t
+refresh_time (time_t now, time_t expires)
+{
+  time_t left = expires - now;
+  return now + (left > 3 ? left * 2 / 3 : 1);
+}
+
+static char *
+dup_or_null (const char *s, bool *failed)
+{
+  char *d = s ? strdup (s) : NULL;
+  if (s && d == NULL)
+    *failed = true;
+  return d;
+}
+
+/* One renewal, without the lock: write e's headers file again. */
+static int
+refresh_one (const struct refresh *e, time_t *ret_expires, berth_error **err)
+{
+  struct registry_options ro = {
+    .config_path = e->config_path, .username = e->username, .secret = e->secret, .plain_http = e->plain_http,
+  };
+  _cleanup_(registry_session_freep) registry_session *rs = NULL;
+  int r = registry_session_new (e->host, &ro, &rs, err);
+  struct registry_blob_access a;
+  if (r == 0)
+    r = registry_blob_access (rs, e->repo, e->digest, &a, err);
+  if (r < 0)
+    return r;
+  if (a.headers)
+    r = write_secret (e->path, a.headers, strlen (a.headers), err);
+  *ret_expires = a.token_expires;
+  registry_blob_access_clear (&a);
+  return r;
+}
+
+static void *
+refresh_main (void *data)
+{
+  (void) data;
+  pthread_mutex_lock (&refresh_lock);
+  while (!refresh_stopping)
+    {
+      time_t now = time (NULL), next = 0;
+      struct refresh *due = NULL;
+      for (struct refresh **pp = &refreshes; *pp;)
+        {
+          struct refresh *e = *pp;
+          if (now - e->created > REFRESH_GIVE_UP_S || access (e->path, F_OK) < 0)
+            {
+              *pp = e->next;
+              refresh_free (e);
+              continue;
+            }
+          if (e->at <= now && due == NULL)
+            due = e;
+          else if (next == 0 || e->at < next)
+            next = e->at;
+          pp = &e->next;
+        }
+      if (due == NULL)
+        {
+          if (next == 0)
+            pthread_cond_wait (&refresh_cond, &refresh_lock);
+          else
+            {
+              struct timespec until = { .tv_sec = next };
+              pthread_cond_timedwait (&refresh_cond, &refresh_lock, &until);
+            }
+          continue;
+        }
+      /* Renew a copy, without the lock: lazy_forget may drop the entry meanwhile. */
+      bool failed = false;
+      struct refresh copy = {
+        .path = dup_or_null (due->path, &failed), .ns = dup_or_null (due->ns, &failed),
+        .digest = dup_or_null (due->digest, &failed), .host = dup_or_null (due->host, &failed),
+        .repo = dup_or_null (due->repo, &failed), .config_path = dup_or_null (due->config_path, &failed),
+        .username = dup_or_null (due->username, &failed), .secret = dup_or_null (due->secret, &failed),
+        .plain_http = due->plain_http,
+      };
+      due->at = now + REFRESH_RETRY_S;
+      pthread_mutex_unlock (&refresh_lock);
+      time_t expires = 0;
+      _cleanup_error_ berth_error *e = NULL;
+      int r = failed ? berth_error_set (&e, BERTH_E_NOMEM, ENOMEM, "out of memory") : refresh_one (&copy, &expires, &e);
+      if (r < 0)
+        log_warning ("lazily pulled layer %s (namespace %s): renewing its registry token: %s; trying again in %d s",
+                     copy.digest ? copy.digest : "?", copy.ns ? copy.ns : "?", berth_error_message (e),
+                     REFRESH_RETRY_S);
+      else
+        log_debug ("lazily pulled layer %s (namespace %s): registry token renewed%s", copy.digest, copy.ns,
+                   expires > 0 ? "" : "; the registry no longer asks for one");
+      pthread_mutex_lock (&refresh_lock);
+      for (struct refresh **pp = &refreshes; *pp; pp = &(*pp)->next)
+        if (copy.ns && copy.digest && strcmp ((*pp)->ns, copy.ns) == 0 && strcmp ((*pp)->digest, copy.digest) == 0)
+          {
+            struct refresh *x = *pp;
+            if (r == 0 && expires == 0)
+              {
+                *pp = x->next;
+                refresh_free (x);
+              }
+            else if (r == 0)
+              x->at = refresh_time (time (NULL), expires);
+            break;
+          }
+      refresh_clear (&copy);
+    }
+  pthread_mutex_unlock (&refresh_lock);
+  return NULL;
+}
+
+static void
+refresh_add (const char *path, const char *ns, const char *digest, const struct lazy_source *src, time_t expires)
+{
+  bool failed = false;
+  struct refresh *e = calloc (1, sizeof *e);
+  if (e == NULL)
+    failed = true;
+  else
+    {
+      e->path = dup_or_null (path, &failed);
+      e->ns = dup_or_null (ns, &failed);
+      e->digest = dup_or_null (digest, &failed);
+      e->host = dup_or_null (src->host, &failed);
+      e->repo = dup_or_null (src->repo, &failed);
+      e->config_path = dup_or_null (src->ro ? src->ro->config_path : NULL, &failed);
+      e->username = dup_or_null (src->ro ? src->ro->username : NULL, &failed);
+      e->secret = dup_or_null (src->ro ? src->ro->secret : NULL, &failed);
+      e->plain_http = src->ro && src->ro->plain_http;
+      e->created = time (NULL);
+      e->at = refresh_time (e->created, expires);
+    }
+  if (failed || e->path == NULL || e->ns == NULL || e->digest == NULL || e->host == NULL || e->repo == NULL)
+    {
+      log_warning ("lazily pulled layer %s: out of memory: its registry token will not be renewed", digest);
+      refresh_free (e);
+      return;
+    }
+  pthread_mutex_lock (&refresh_lock);
+  /* One entry per (namespace, blob): a second pull replaces the first. */
+  for (struct refresh **pp = &refreshes; *pp; pp = &(*pp)->next)
+    if (strcmp ((*pp)->ns, ns) == 0 && strcmp ((*pp)->digest, digest) == 0)
+      {
+        struct refresh *old = *pp;
+        *pp = old->next;
+        refresh_free (old);
+        break;
+      }
+  e->next = refreshes;
+  refreshes = e;
+  if (!refresh_started && !refresh_stopping)
+    {
+      sigset_t all, old;
+      sigfillset (&all);
+      pthread_sigmask (SIG_BLOCK, &all, &old); /* signals stay with the loop thread */
+      refresh_started = pthread_create (&refresh_thread, NULL, refresh_main, NULL) == 0;
+      pthread_sigmask (SIG_SETMASK, &old, NULL);
+      if (!refresh_started)
+        log_warning ("starting the registry token renewer: %s; tokens of lazily pulled layers are not renewed",
+                     strerror (errno));
+    }
+  pthread_cond_signal (&refresh_cond);
+  pthread_mutex_unlock (&refresh_lock);
+}
+
+static void
+refresh_drop (const char *ns, const char *digest)
+{
+  pthread_mutex_lock (&refresh_lock);
+  for (struct refresh **pp = &refreshes; *pp; pp = &(*pp)->next)
+    if (strcmp ((*pp)->ns, ns) == 0 && strcmp ((*pp)->digest, digest) == 0)
+      {
+        struct refresh *x = *pp;
+        *pp = x->next;
+        refresh_free (x);
+        break;
+      }
+  pthread_mutex_unlock (&refresh_lock);
+}
+
+static void
+refresh_stop (void)
+{
+  pthread_mutex_lock (&refresh_lock);
+  refresh_stopping = true;
+  pthread_cond_broadcast (&refresh_cond);
+  bool started = refresh_started;
+  pthread_mutex_unlock (&refresh_lock);
+  if (started)
+    pthread_join (refresh_thread, NULL);
+  pthread_mutex_lock (&refresh_lock);
+  while (refreshes)
+    {
+      struct refresh *x = refreshes;
+      refreshes = x->next;
+      refresh_free (x);
+    }
+  refresh_started = false;
+  pthread_mutex_unlock (&refresh_lock);
 }
 
 /* ---- adopting a completed blob -------------------------------------------- */
@@ -297,4 +564,5 @@ void
 lazy_stop (void)
 {
   atomic_store (&lazy_daemon, NULL);
+  refresh_stop ();
 }

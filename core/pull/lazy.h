@@ -38,11 +38,22 @@ struct daemon;
 /* The directory of the headers and CA files, under the state directory. */
 #define LAZY_STATE_DIR "io.berth.remote"
 
+/* Where a lazily served blob comes from, for renewing its token. */
+struct lazy_source
+{
+  const char *host; /* the registry host of the session ("docker.io") */
+  const char *repo; /* "library/busybox" */
+  const struct registry_options *ro;
+};
+
 /* Add the LAZY_LABEL_* labels for blob `digest` (size bytes, eStargz TOC
  * toc_digest) of namespace ns reached through a, writing its headers and
- * CAs to files when there are any. */
+ * CAs to files when there are any.  When the headers hold a Bearer token,
+ * a thread of this module writes the headers file again with a fresh token
+ * (from src) at about 2/3 of each token's lifetime, until lazy_forget. */
 int lazy_labels (const char *state_dir, const char *ns, const char *digest, int64_t size, const char *toc_digest,
-                 const struct registry_blob_access *a, berth_labels *l, berth_error **err);
+                 const struct registry_blob_access *a, const struct lazy_source *src, berth_labels *l,
+                 berth_error **err);
 
 /* Remove the files lazy_labels wrote for digest (the layer was not served
  * lazily after all, or its blob is in the store now). */

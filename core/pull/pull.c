@@ -122,6 +122,7 @@ struct pull_state
   berth_ctx ctx;
   char lease[64];
   registry_session *rs;
+  const struct registry_options *ro; /* rs's options (lazy layers renew their tokens with them) */
   char *repo;  /* "library/busybox" */
   char *name;  /* "docker.io/library/busybox:latest" */
   char *ref;   /* tag or digest to resolve */
@@ -1278,7 +1279,10 @@ lazy_layer (struct pull_state *st, const struct snaps *sn, size_t i, const char 
   if (r == 0 && layer_labels (u, &rl) < 0)
     r = berth_error_set (&e, BERTH_E_NOMEM, ENOMEM, "out of memory");
   if (r == 0)
-    r = lazy_labels (st->d->cfg->state, st->req->ns, u->digest, u->size, u->toc_digest, &a, &rl, &e);
+    {
+      const struct lazy_source src = { .host = registry_session_host (st->rs), .repo = st->repo, .ro = st->ro };
+      r = lazy_labels (st->d->cfg->state, st->req->ns, u->digest, u->size, u->toc_digest, &a, &src, &rl, &e);
+    }
   registry_blob_access_clear (&a);
   char key[BERTH_NAME_MAX];
   snprintf (key, sizeof key, "extract-%s-%zu-%s", st->lease, i, u->chain);
@@ -1319,6 +1323,31 @@ lazy_layer (struct pull_state *st, const struct snaps *sn, size_t i, const char 
   return 0;
 }
 
+/* A layer served lazily already (its chain exists; its blob is still
+ * arriving): write its headers file again with what this pull's
+ * credentials give now, so that a server holding an expired token (a
+ * berthd restart lost the renewals) picks the new one up at its next 401. */
+static void
+lazy_renew (struct pull_state *st, const struct unpack_layer *u)
+{
+  _cleanup_error_ berth_error *e = NULL;
+  struct registry_blob_access a;
+  int r = registry_blob_access (st->rs, st->repo, u->digest, &a, &e);
+  if (r < 0)
+    {
+      log_info ("pull %s: layer %s (served lazily): %s", st->name, u->digest, berth_error_message (e));
+      return;
+    }
+  berth_labels scratch = { 0 };
+  const struct lazy_source src = { .host = registry_session_host (st->rs), .repo = st->repo, .ro = st->ro };
+  if (a.headers && lazy_labels (st->d->cfg->state, st->req->ns, u->digest, u->size, u->toc_digest, &a, &src,
+                                &scratch, &e) < 0)
+    log_warning ("pull %s: layer %s (served lazily): renewing its credentials: %s", st->name, u->digest,
+                 berth_error_message (e));
+  labels_clear (&scratch);
+  registry_blob_access_clear (&a);
+}
+
 /* With a snapshotter that serves eStargz layers from the registry
  * (LAZY_CAPABILITY), offer it the layers in order, up to the first that
  * is not an eStargz layer or that it does not take: a layer's snapshot
@@ -1348,6 +1377,7 @@ lazy_layers (struct pull_state *st, berth_error **err)
               struct pull_layer *l = progress_of (st, u->digest);
               if (l)
                 set_phase (st, (size_t) (l - st->layers), PULL_LAZY);
+              lazy_renew (st, u);
             }
           continue;
         }
@@ -1613,6 +1643,7 @@ pull_run (struct daemon *d, const struct pull_request *req, pull_progress_fn fn,
     .max_parallel = req->max_concurrent_downloads > 0 ? req->max_concurrent_downloads
                                                       : (int) d->cfg->registry.max_concurrent_downloads,
   };
+  st.ro = &ro;
   r = registry_session_new (ref->domain, &ro, &st.rs, err);
   if (r == 0)
     r = lease_create (&st, req->content_only ? FETCH_LEASE_TTL_S : PULL_LEASE_TTL_S, err);

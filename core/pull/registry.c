@@ -1807,7 +1807,8 @@ registry_blob_access (registry_session *s, const char *repository, const char *d
       _cleanup_free_ char *scope = NULL;
       if (asprintf (&scope, "repository:%s:pull", repository) < 0)
         scope = NULL;
-      const char *tok = scope ? auth_token_cache_get (s->tokens, e->h->host, scope, time (NULL)) : NULL;
+      const char *tok
+          = scope ? auth_token_cache_lookup (s->tokens, e->h->host, scope, time (NULL), &a.token_expires) : NULL;
       if (scope == NULL)
         r = BERTH_E_NOMEM;
       else if (tok)

@@ -48,6 +48,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "error.h"
 
@@ -186,7 +187,8 @@ struct registry_blob_access
   char *ca_pem;
   size_t ca_len;
   bool plain_http;
-  int64_t size; /* Content-Length of the HEAD answer, -1 when absent */
+  int64_t size;         /* Content-Length of the HEAD answer, -1 when absent */
+  time_t token_expires; /* headers hold a Bearer token valid until then; 0: nothing expires */
 };
 int registry_blob_access (registry_session *s, const char *repository, const char *digest,
                           struct registry_blob_access *ret, berth_error **err);

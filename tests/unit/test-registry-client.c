@@ -980,6 +980,9 @@ START_TEST (test_blob_access_with_a_bearer_token_lets_curl_fetch_the_blob)
   ck_assert_int_eq (a.size, layers[1].size);
   ck_assert_ptr_nonnull (a.headers);
   ck_assert_ptr_nonnull (strstr (a.headers, "Authorization: Bearer "));
+  /* token.json: expires_in 300 (the fixture's default) */
+  ck_assert_int_gt (a.token_expires, time (NULL) + 200);
+  ck_assert_int_le (a.token_expires, time (NULL) + 300);
   ck_assert_int_eq (curl_with_access (&a, layers[1].digest), 0);
   /* without the header the registry refuses: the token is what lets curl in */
   free (a.headers);
@@ -1004,6 +1007,7 @@ START_TEST (test_blob_access_over_tls_with_basic_auth_gives_the_ca_and_the_crede
   /* base64 ("alice:s3cret") */
   ck_assert_ptr_nonnull (a.headers);
   ck_assert_ptr_nonnull (strstr (a.headers, "Authorization: Basic YWxpY2U6czNjcmV0\n"));
+  ck_assert_int_eq (a.token_expires, 0); /* basic credentials do not expire */
   ck_assert_int_eq (curl_with_access (&a, layers[0].digest), 0);
   registry_blob_access_clear (&a);
 }
