@@ -106,6 +106,7 @@ struct convert_opts
   size_t n_prefetch;
   uint64_t chunk_size;
   int zstd_level;
+  uint64_t zstd_frame_size; /* tar bytes per zstd frame; 0: one frame */
   struct platform *platforms;
   size_t n_platforms;
   bool all_platforms;
@@ -837,6 +838,8 @@ struct layer_job
   struct decoder dec;
   struct blob_sink sink;
   ZSTD_CCtx *zc;
+  uint64_t frame_size, in_frame; /* zstd: tar bytes per frame (0: one), and in the current one */
+  uint64_t frames;               /* zstd frames ended by layer_job_pull */
   unsigned char *buf, *zout;
   size_t zout_cap;
   struct progress *progress;
@@ -879,13 +882,21 @@ layer_job_emit (struct layer_job *j, const void *data, size_t len, ZSTD_EndDirec
     }
 }
 
-/* Next piece of the plain tar, also sent to the output. */
+/* Next piece of the plain tar, also sent to the output.  zstd: a frame
+ * ends after frame_size bytes of tar, so that a reader can start decoding
+ * at any frame (berth-fuse decodes them in parallel). */
 static int
 layer_job_pull (struct layer_job *j, size_t *ret_n)
 {
   int r = decoder_read (&j->dec, j->buf, IOBUF, ret_n, &j->err);
   if (r == 0 && *ret_n)
     r = layer_job_emit (j, j->buf, *ret_n, ZSTD_e_continue);
+  if (r == 0 && j->zc && j->frame_size && (j->in_frame += *ret_n) >= j->frame_size)
+    {
+      r = layer_job_emit (j, NULL, 0, ZSTD_e_end);
+      j->in_frame = 0;
+      j->frames++;
+    }
   if (r == 0)
     progress_bytes (j->progress, j->dec.src->got);
   return r;
@@ -942,7 +953,10 @@ layer_job_recode (struct layer_job *j, berth_error **err)
   for (size_t n = 1; n;)
     if (layer_job_pull (j, &n) < 0)
       return berth_error_take (err, TAKE_PTR (j->err));
-  if (layer_job_emit (j, NULL, 0, ZSTD_e_end) < 0)
+  /* The last frame (not an empty one after a frame that just ended, unless
+   * the layer is empty: a zstd stream has at least one frame). */
+  bool ended = j->frames > 0 && j->in_frame == 0;
+  if (!ended && layer_job_emit (j, NULL, 0, ZSTD_e_end) < 0)
     return berth_error_take (err, TAKE_PTR (j->err));
   return 0;
 }
@@ -1081,6 +1095,7 @@ convert_layer (struct convert *cv, json_object *desc, const char *config_diff_id
         r = berth_error_set (err, BERTH_E_NOMEM, ENOMEM, "zstd");
       else if (ZSTD_isError (ZSTD_CCtx_setParameter (j.zc, ZSTD_c_compressionLevel, o->zstd_level)))
         r = berth_error_set (err, BERTH_E_INVALID, 0, "zstd level %d", o->zstd_level);
+      j.frame_size = o->zstd_frame_size;
     }
   if (r == 0)
     r = o->format == CONVERT_ESTARGZ ? layer_job_estargz (&j, out, err) : layer_job_recode (&j, err);
@@ -1903,6 +1918,7 @@ parse_options (struct cli *cli, int argc, char **argv, struct convert_opts *o)
   uint64_t v;
   int c;
   o->zstd_level = 3;
+  o->zstd_frame_size = 4u << 20;
   o->output = CLI_FORMAT_TABLE;
   while ((c = cli_getopt (cli, argc, argv)) != -1)
     switch (c)
@@ -1948,6 +1964,13 @@ parse_options (struct cli *cli, int argc, char **argv, struct convert_opts *o)
             return cli_usage_error (cli, "--zstd-level `%s`: a level from 1 to %d", optarg, ZSTD_maxCLevel ());
           o->zstd_level = (int)l;
         }
+        break;
+      case OPT_ZSTD_FRAME_SIZE:
+        zstd_opts = true;
+        if (!parse_bytes (optarg, &v) || (v != 0 && v < (64u << 10)))
+          return cli_usage_error (cli, "--zstd-frame-size `%s`: 0 (one frame) or a size of at least 64K, e.g. 4M",
+                                  optarg);
+        o->zstd_frame_size = v;
         break;
       case OPT_PLATFORM:
         {

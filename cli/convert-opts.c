@@ -15,6 +15,7 @@ const struct option image_convert_options[] = {
   { "uncompressed", no_argument, NULL, OPT_UNCOMPRESSED },
   { "zstd", no_argument, NULL, OPT_ZSTD },
   { "zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL },
+  { "zstd-frame-size", required_argument, NULL, OPT_ZSTD_FRAME_SIZE },
   { "platform", required_argument, NULL, OPT_PLATFORM },
   { "all-platforms", no_argument, NULL, OPT_ALL_PLATFORMS },
   { "snapshotter", required_argument, NULL, OPT_SNAPSHOTTER },
@@ -32,6 +33,8 @@ const char image_convert_help[]
       "      --uncompressed              plain tar\n"
       "      --zstd                      tar+zstd\n"
       "      --zstd-level N              zstd compression level (1-19, default 3)\n"
+      "      --zstd-frame-size N         end a zstd frame once it holds N bytes of tar (K/M/G; default 4M;\n"
+      "                                  0: one frame): the fuse snapshotter decodes frames in parallel\n"
       "  Which manifests of an index (default: the host's platform):\n"
       "      --platform OS/ARCH[/VARIANT]  this platform (repeatable)\n"
       "      --all-platforms             every platform (attestations are left out)\n"

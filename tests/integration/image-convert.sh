@@ -50,6 +50,8 @@ trap final_cleanup EXIT
 "${B[@]}" plugins ls | grep -q 'io.berth.runtime.v1.* ok' || skip "no runtime plugin loads in berthd"
 
 IMG=$REG/busybox:latest
+HAVE_FUSE=
+"${B[@]}" plugins ls | grep -q 'snapshotter.v1 *fuse .* ok' && HAVE_FUSE=1
 for i in "$IMG" "$REG/zstd:latest" "$REG/multiarch:latest"; do
   run "${B[@]}" pull --plain-http "$i"
   expect_rc 0 "pull $i"
@@ -161,7 +163,7 @@ runs bb-estargz overlayfs
 runs bb-estargz native
 # The fuse snapshotter serves the converted layer from its blob (the unpack
 # passes the remote-snapshotter labels and accepts AlreadyExists).
-if "${B[@]}" plugins ls | grep -q 'snapshotter.v1 *fuse .* ok'; then
+if [ -n "$HAVE_FUSE" ]; then
   run "${B[@]}" image convert --estargz --snapshotter fuse "$IMG" bb-estargz
   expect_rc 0 "convert --estargz --snapshotter fuse"
   grep -q " $D/root/io.berth.snapshotter.v1.fuse/snapshots/[0-9]*/fs .* - fuse.berth " /proc/self/mountinfo &&
@@ -205,6 +207,28 @@ expect_rc 0 "convert --zstd"
 check_image bb-zstd zstd "$IMG"
 runs bb-zstd overlayfs
 runs bb-zstd native
+# Framed zstd (the default: a frame per 4 MiB of tar; here 256K so that
+# busybox's layer has several): every frame a reader can start at.
+run "${B[@]}" images convert --zstd --zstd-frame-size 256K --snapshotter overlayfs ${HAVE_FUSE:+--snapshotter fuse} \
+  "$IMG" bb-zstd-frames
+expect_rc 0 "convert --zstd --zstd-frame-size 256K"
+check_image bb-zstd-frames zstd "$IMG"
+zlayer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"].split(":")[1])' \
+  "$BLOBS/$(target_of bb-zstd-frames | cut -d: -f2)")
+zsize=$(zstd -dc "$BLOBS/$zlayer" | wc -c)
+frames=$(zstd -l "$BLOBS/$zlayer" 2>/dev/null | awk 'NR == 2 { print $1 }')
+# A frame ends at the first read of the tar that reaches 256K: between
+# size/256K and ceil(size/256K) frames.
+lo=$((zsize / 262144)) hi=$(((zsize + 262143) / 262144))
+echo "  layer $zlayer: $frames frame(s) for $zsize bytes of tar"
+[ "${frames:-0}" -ge "$lo" ] && [ "${frames:-0}" -le "$hi" ] && [ "$lo" -ge 2 ] \
+  && pass "--zstd-frame-size 256K: $frames frames for $zsize bytes of tar" \
+  || fail "--zstd-frame-size 256K: ${frames:-?} frames for $zsize bytes of tar, expected $lo to $hi"
+runs bb-zstd-frames overlayfs
+[ -n "$HAVE_FUSE" ] && runs bb-zstd-frames fuse
+run "${B[@]}" images convert --zstd --zstd-frame-size 1K "$IMG" bb-zstd-bad
+expect_rc 2 "--zstd-frame-size 1K is refused"
+expect_contains "at least 64K" "the error says the least frame size"
 
 # Between formats: a zstd source to eStargz, eStargz back to plain tar.
 run "${B[@]}" images convert --estargz "$REG/zstd:latest" zstd-estargz
