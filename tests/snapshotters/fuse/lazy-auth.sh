@@ -12,10 +12,11 @@
 # busybox + a data layer (DATA_MIB MiB of random bytes, data/greeting printed by
 # its Cmd) is pushed with skopeo --dest-creds, pulled with --user into a build
 # berthd, converted with `berth image convert --estargz`, exported with `berth
-# content get` and pushed again.  A Python proxy (stdlib) in front of the
-# registry paces blob bodies to RATE bytes/s in all (the data blob takes >= 20 s)
-# and counts the bytes sent per blob.  It is also *strict about expiry*: a
-# request whose Bearer JWT has passed its exp gets the registry's 401 challenge
+# content get` and pushed again (lib-lazy.sh does these steps).  pace-proxy.py
+# (stdlib Python) in front of the registry paces blob bodies to RATE bytes/s in
+# all (the data blob takes >= 20 s) and counts the bytes sent per blob.  It is
+# also *strict about expiry* (its --strict): a request whose Bearer JWT has
+# passed its exp gets the registry's 401 challenge
 # (docker-registry itself accepts a token up to 60 s after its exp, longer than
 # this test), so a berth-fuse that keeps sending a stale token fails, and one
 # that re-reads the rewritten headers file on the 401 goes on.  A fresh berthd
@@ -52,18 +53,12 @@
 # LAZY_STRICT (1: the proxy refuses expired tokens, default 1).
 # Exit: 0 pass, 1 fail, 77 skip (with the reason).
 source "$(dirname "$0")/../../integration/lib.sh"
+source "$(dirname "$0")/lib-lazy.sh"
 need_root
 for tool in docker-registry skopeo python3 openssl curl find timeout sha256sum; do
   command -v "$tool" >/dev/null || skip "$tool not installed (scripts/deps.sh installs it)"
 done
-[ -n "${top_srcdir:-}" ] || top_srcdir=$(cd "$(dirname "$0")/../../.." && pwd)
-BERTH_FUSE=${BERTH_FUSE:-$top_builddir/plugins/snapshotters/fuse/berth-fuse}
-[ -x "$BERTH_FUSE" ] || skip "berth-fuse not built ($BERTH_FUSE; configure found no libfuse3?)"
-[ -c /dev/fuse ] || skip "no /dev/fuse on this host"
-grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null
-grep -qw fuse /proc/filesystems || skip "the kernel has no fuse file system"
-SHIM=$top_builddir/shim/berth-shim
-[ -x "$SHIM" ] || skip "berth-shim not built ($SHIM)"
+need_fuse --shim
 RATE=${LAZY_RATE:-1200000}
 DATA_MIB=${LAZY_DATA_MIB:-26}
 TTL=${LAZY_TOKEN_TTL:-6}
@@ -75,9 +70,8 @@ AUTH_USER=lazyuser
 AUTH_PASS=pw-$MARK-secret
 PROXY_PID=
 WATCH_PID=
-now_ms () { date +%s%3N; }
 
-trap 'stop_registry; cleanup' EXIT # until final_cleanup below
+trap 'stop_registry; cleanup' EXIT # until fuse_final_cleanup below
 IMAGES=${BERTH_TEST_IMAGES:-$top_builddir/build/test-images}
 run bash "$top_srcdir/tests/images/build.sh" "$IMAGES"
 [ "$rc" = 0 ] || { fail "building the test images"; finish; }
@@ -94,67 +88,15 @@ issued () { local n; n=$(grep -c '"status": 200' "$TOKEN_LOG" 2>/dev/null); echo
 
 # lazysrc: busybox's layer + a gzip data layer; Cmd prints data/greeting.
 echo "+ making $T/src (busybox + $DATA_MIB MiB data layer) and pushing it as $REG/lazysrc:latest"
-python3 - "$IMAGES/busybox" "$T/src" "$MARK" "$T/want" "$DATA_MIB" <<'EOF' || { fail "making the source image"; finish; }
-import gzip, hashlib, io, json, os, platform, shutil, sys, tarfile
-bb, dst, mark, want, mib = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int (sys.argv[5])
-os.makedirs (os.path.join (dst, "blobs", "sha256"))
-def bpath (top, d): return os.path.join (top, "blobs", *d.split (":"))
-def put (b):
-    d = "sha256:" + hashlib.sha256 (b).hexdigest ()
-    open (bpath (dst, d), "wb").write (b)
-    return d, len (b)
-idx = json.load (open (os.path.join (bb, "index.json")))
-m = json.load (open (bpath (bb, idx["manifests"][0]["digest"])))
-c = json.load (open (bpath (bb, m["config"]["digest"])))
-assert len (m["layers"]) == 1, "busybox has one layer"
-l1 = m["layers"][0]
-shutil.copyfile (bpath (bb, l1["digest"]), bpath (dst, l1["digest"]))
-files = [("data/greeting", ("lazy-auth: hello %s\n" % mark).encode ()),
-         ("data/big.bin", os.urandom ((mib - 2) << 20)),
-         ("data/zz-tail.bin", os.urandom (2 << 20))]
-tbuf = io.BytesIO ()
-with tarfile.open (fileobj=tbuf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-    ti = tarfile.TarInfo ("data"); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; ti.mtime = 1700000000
-    tf.addfile (ti)
-    for name, data in files:
-        ti = tarfile.TarInfo (name); ti.size = len (data); ti.mode = 0o644; ti.mtime = 1700000000
-        tf.addfile (ti, io.BytesIO (data))
-tar = tbuf.getvalue ()
-gz = gzip.compress (tar, compresslevel=1, mtime=0)
-ld, ls = put (gz)
-with open (want, "w") as f:
-    for name, data in files:
-        f.write ("%s %s\n" % (hashlib.sha256 (data).hexdigest (), name))
-arch = {"x86_64": "amd64", "aarch64": "arm64"}.get (platform.machine (), platform.machine ())
-cfg = {"architecture": arch, "os": "linux",
-       "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                  "Cmd": ["sh", "-c", "cat /data/greeting"]},
-       "rootfs": {"type": "layers",
-                  "diff_ids": [c["rootfs"]["diff_ids"][0], "sha256:" + hashlib.sha256 (tar).hexdigest ()]}}
-cd, cs = put (json.dumps (cfg, sort_keys=True).encode ())
-man = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-       "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-       "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l1["digest"], "size": l1["size"]},
-                  {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": ls}]}
-md, ms = put (json.dumps (man, sort_keys=True).encode ())
-json.dump ({"schemaVersion": 2, "manifests": [{"mediaType": man["mediaType"], "digest": md, "size": ms,
-            "annotations": {"org.opencontainers.image.ref.name": "latest"}}]},
-           open (os.path.join (dst, "index.json"), "w"))
-open (os.path.join (dst, "oci-layout"), "w").write ('{"imageLayoutVersion":"1.0.0"}')
-EOF
+lazy_make_src "lazy-auth: hello $MARK" "$DATA_MIB"
 CREDS=(--dest-creds "$AUTH_USER:$AUTH_PASS")
-echo "+ skopeo copy --dest-creds $AUTH_USER:... oci:$T/src:latest docker://$REG/lazysrc:latest"
-out=$(skopeo copy -q --preserve-digests --dest-tls-verify=false "${CREDS[@]}" "oci:$T/src:latest" \
-        "docker://$REG/lazysrc:latest" 2>&1)
-[ $? = 0 ] || { printf '%s\n' "$out" | sed 's/^/  | /'; fail "pushing lazysrc with the token server's credentials"; finish; }
+lazy_push "$T/src" "$REG/lazysrc:latest" "pushing lazysrc with the token server's credentials" "${CREDS[@]}"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/lazysrc/manifests/latest")
 [ "$code" = 401 ] && pass "the registry refuses a request without a token (401)" ||
   fail "GET /v2/lazysrc/manifests/latest without a token answers $code, not 401"
 
-RT_CFG=('[plugins."io.berth.runtime.v1.namespaces"]' "  binary = \"$top_builddir/berth-runtime\"" "  shim_binary = \"$SHIM\""
-        '[plugins."io.berth.runtime.v1.oci"]' "  shim_binary = \"$SHIM\"")
-FUSE_CFG=('[plugins."io.berth.snapshotter.v1.fuse"]' "  binary = \"$BERTH_FUSE\"" "  remote_timeout = 3"
-          "  remote_retries = 1")
+# RT_CFG, FUSE_CFG: need_fuse (lib-lazy.sh).
+FUSE_CFG+=("  remote_timeout = 3" "  remote_retries = 1")
 
 echo "=== 0. berth image convert --estargz, push"
 start_berthd "$T/b" "${RT_CFG[@]}" || finish
@@ -165,168 +107,22 @@ echo "+ ${BB[*]} pull -q --plain-http --skip-unpack --user $AUTH_USER:... $REG/l
 out=$(timeout 60 "${BB[@]}" pull -q --plain-http --skip-unpack --user "$AUTH_USER:$AUTH_PASS" "$REG/lazysrc:latest" 2>&1)
 rc=$?
 expect_rc 0 "build berthd: pull --user lazysrc"
-run "${BB[@]}" image convert --estargz --skip-unpack "$REG/lazysrc:latest" lazy
-expect_rc 0 "berth image convert --estargz --skip-unpack lazysrc lazy"
-echo "+ export lazy from the build berthd's store (berth content get) to $T/esgz"
-python3 - "$T/esgz" "${BB[@]}" <<'EOF' || { fail "exporting the eStargz image"; finish; }
-import json, hashlib, os, subprocess, sys
-dst, cli = sys.argv[1], sys.argv[2:]
-def get (d):
-    b = subprocess.run (cli + ["content", "get", d], stdout=subprocess.PIPE, check=True).stdout
-    assert "sha256:" + hashlib.sha256 (b).hexdigest () == d, "content get %s: wrong bytes" % d
-    os.makedirs (os.path.join (dst, "blobs", "sha256"), exist_ok=True)
-    open (os.path.join (dst, "blobs", *d.split (":")), "wb").write (b)
-    return b
-imgs = json.loads (subprocess.run (cli + ["images", "ls", "--format", "json", "name==lazy"],
-                                   stdout=subprocess.PIPE, check=True).stdout)
-t = imgs[0]["target"]
-m = json.loads (get (t["digest"]))
-get (m["config"]["digest"])
-for l in m["layers"]:
-    get (l["digest"])
-    assert "containerd.io/snapshot/stargz/toc.digest" in (l.get ("annotations") or {}), "layer not eStargz"
-json.dump ({"schemaVersion": 2, "manifests": [{"mediaType": t["mediaType"], "digest": t["digest"], "size": t["size"],
-            "annotations": {"org.opencontainers.image.ref.name": "latest"}}]},
-           open (os.path.join (dst, "index.json"), "w"))
-open (os.path.join (dst, "oci-layout"), "w").write ('{"imageLayoutVersion":"1.0.0"}')
-EOF
-read -r BB_LAYER BB_SIZE DATA_LAYER DATA_SIZE < <(python3 -c '
-import json, os, sys
-top = sys.argv[1]
-i = json.load (open (os.path.join (top, "index.json")))
-m = json.load (open (os.path.join (top, "blobs", *i["manifests"][0]["digest"].split (":"))))
-print (" ".join ("%s %d" % (l["digest"], l["size"]) for l in m["layers"]))' "$T/esgz")
-[ -n "${DATA_SIZE:-}" ] || { fail "reading the eStargz image's layers"; finish; }
-echo "  layers: busybox $BB_LAYER ($BB_SIZE B), data $DATA_LAYER ($DATA_SIZE B)"
-echo "+ skopeo copy --dest-creds $AUTH_USER:... oci:$T/esgz:latest docker://$REG/lazy:latest"
-out=$(skopeo copy -q --preserve-digests --dest-tls-verify=false "${CREDS[@]}" "oci:$T/esgz:latest" \
-        "docker://$REG/lazy:latest" 2>&1)
-[ $? = 0 ] || { printf '%s\n' "$out" | sed 's/^/  | /'; fail "pushing lazy (eStargz)"; finish; }
+lazy_convert_export
+lazy_push "$T/esgz" "$REG/lazy:latest" "pushing lazy (eStargz)" "${CREDS[@]}"
 pass "eStargz image pushed as $REG/lazy:latest"
 stop_berthd "$BERTHD_PID"
 
 # --- the proxy ------------------------------------------------------------------
-# proxy.py UPSTREAM PORTFILE COUNTFILE LOG RATE REALM SERVICE STRICT: as
-# lazy.sh's (blob bodies paced to RATE bytes/s over all connections, per-blob
-# byte counts in COUNTFILE), and with STRICT=1 a request whose Bearer JWT has
-# exp <= now is answered 401 with the registry's challenge, and logged
-# "strict-401".  The log names tokens by their jti only.
-cat > "$T/proxy.py" <<'EOF'
-import base64, http.client, http.server, json, os, re, sys, threading, time
-upstream, portfile, countfile, logfile, rate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int (sys.argv[5])
-realm, service, strict = sys.argv[6], sys.argv[7], sys.argv[8] == "1"
-SLICE = 32768
-lock = threading.Lock ()
-counts = {}
-slot = [0.0]
-def pace (n):
-    with lock:
-        start = max (time.monotonic (), slot[0])
-        slot[0] = start + n / rate
-        until = slot[0]
-    d = until - time.monotonic ()
-    if d > 0:
-        time.sleep (d)
-def account (key, n):
-    with lock:
-        counts[key] = counts.get (key, 0) + n
-        with open (countfile + ".tmp", "w") as f:
-            for k, v in sorted (counts.items ()):
-                f.write ("%s %d\n" % (k, v))
-        os.rename (countfile + ".tmp", countfile)
-def log (line):
-    with lock:
-        with open (logfile, "a") as f:
-            f.write ("%.3f %s\n" % (time.time (), line))
-def claims (auth):
-    if not auth or not auth.startswith ("Bearer "):
-        return None
-    try:
-        p = auth[7:].split (".")[1]
-        return json.loads (base64.urlsafe_b64decode (p + "=" * (-len (p) % 4)))
-    except Exception:
-        return None
-class H (http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message (self, *a): pass
-    def do_GET (self): self.proxy ("GET")
-    def do_HEAD (self): self.proxy ("HEAD")
-    def proxy (self, method):
-        c = claims (self.headers.get ("Authorization"))
-        tok = "jti=%s exp=%s" % (c.get ("jti", "?")[:8], c.get ("exp")) if c else "no-bearer"
-        if strict and c and int (c.get ("exp", 0)) <= time.time ():
-            m = re.match (r"/v2/(.+)/(blobs|manifests|tags)/", self.path)
-            scope = ',scope="repository:%s:pull"' % m.group (1) if m else ""
-            body = b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired (strict proxy)"}]}'
-            log ("%s %s %s -> strict-401 (now %.1f)" % (method, self.path, tok, time.time ()))
-            self.send_response_only (401)
-            self.send_header ("WWW-Authenticate", 'Bearer realm="%s",service="%s"%s,error="invalid_token"'
-                              % (realm, service, scope))
-            self.send_header ("Content-Type", "application/json")
-            self.send_header ("Content-Length", str (len (body)))
-            self.end_headers ()
-            if method != "HEAD":
-                self.wfile.write (body)
-            return
-        hdrs = {k: v for k, v in self.headers.items () if k.lower () not in ("host", "connection", "keep-alive")}
-        up = http.client.HTTPConnection (upstream, timeout=60)
-        try:
-            up.request (method, self.path, headers=hdrs)
-            r = up.getresponse ()
-        except OSError as e:
-            log ("%s %s: upstream: %s" % (method, self.path, e))
-            self.send_error (502)
-            return
-        m = re.search (r"/blobs/(sha256:[0-9a-f]{64})", self.path)
-        key = m.group (1) if m else None
-        log ("%s %s range=%s %s -> %d" % (method, self.path, self.headers.get ("Range"), tok, r.status))
-        body = None
-        if r.getheader ("Content-Length") is None and method == "GET":
-            body = r.read ()
-        self.send_response_only (r.status)
-        for k, v in r.getheaders ():
-            if k.lower () not in ("connection", "keep-alive", "transfer-encoding"):
-                self.send_header (k, v)
-        if body is not None:
-            self.send_header ("Content-Length", str (len (body)))
-        self.end_headers ()
-        sent = 0
-        try:
-            if body is not None:
-                self.wfile.write (body)
-            elif method == "GET":
-                while True:
-                    d = r.read (SLICE)
-                    if not d:
-                        break
-                    if key and r.status in (200, 206):
-                        pace (len (d))
-                    self.wfile.write (d)
-                    sent += len (d)
-                    if key and r.status in (200, 206):
-                        account (key, len (d))
-        except OSError as e:
-            log ("%s %s: client gone after %d bytes: %s" % (method, self.path, sent, e))
-            self.close_connection = True
-        finally:
-            up.close ()
-class S (http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    def handle_error (self, request, client_address): pass
-s = S (("127.0.0.1", 0), H)
-open (portfile + ".tmp", "w").write (str (s.server_address[1]))
-os.rename (portfile + ".tmp", portfile)
-s.serve_forever ()
-EOF
-echo "+ python3 $T/proxy.py $REG ... $RATE $TOKEN_REALM berth-test-registry $STRICT &"
-python3 "$T/proxy.py" "$REG" "$T/proxy.port" "$T/counts" "$T/proxy.log" "$RATE" "$TOKEN_REALM" \
-  berth-test-registry "$STRICT" 2>>"$T/proxy.err" &
-PROXY_PID=$!
-for _ in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
-[ -s "$T/proxy.port" ] || { fail "the proxy did not start"; finish; }
-PROXY=127.0.0.1:$(cat "$T/proxy.port")
-served () { awk -v d="$1" '$1 == d { print $2; f = 1 } END { if (!f) print 0 }' "$T/counts" 2>/dev/null || echo 0; }
-FULL_MS=$((DATA_SIZE * 1000 / RATE))
+# pace-proxy.py (lib-lazy.sh's start_pace_proxy): blob bodies paced to RATE
+# bytes/s over all connections, per-blob byte counts (served DIGEST); with
+# STRICT=1 (--strict) a request whose Bearer JWT has exp <= now is answered 401
+# with the registry's challenge, and logged "strict-401".  The log names
+# tokens by their jti only.
+if [ "$STRICT" = 1 ]; then
+  start_pace_proxy "$REG" --strict "$TOKEN_REALM" berth-test-registry
+else
+  start_pace_proxy "$REG"
+fi
 echo "  proxy $PROXY (pid $PROXY_PID, strict expiry: $STRICT); the data blob takes $FULL_MS ms through it"
 
 # --- the watcher of the headers files ---------------------------------------------------
@@ -379,7 +175,7 @@ while True:
     time.sleep (0.1)
 EOF
 
-# --- helpers (as lazy.sh) -------------------------------------------------------------
+# --- the test's paths; the helpers are lib-lazy.sh's ------------------------------
 D=$T/d
 ROOT=$D/root
 STATE=$D/state
@@ -388,58 +184,7 @@ PR=$ROOT/io.berth.snapshotter.v1.fuse
 BLOBS=$ROOT/io.berth.content.v1.local/blobs/sha256
 NS=lz
 DATA_HDR=$RDIR/$NS-sha256-${DATA_LAYER#sha256:}.headers
-fuse_mounts () {
-  awk -v p="$PR/" '{ for (i = 7; i <= NF; i++) if ($i == "-") { t = $(i + 1); break } }
-                   t == "fuse.berth" && index ($5, p) == 1 { print $5 }' /proc/self/mountinfo
-}
-alive () {
-  local st n
-  st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)
-  n=$(ls "/proc/$1/task" 2>/dev/null | wc -l)
-  [ -n "$st" ] && { [ "$st" != Z ] || [ "$n" -gt 1 ]; }
-}
-wait_gone () {
-  local p left
-  for _ in $(seq 1 50); do
-    left=
-    for p in "$@"; do alive "$p" && left="$left $p"; done
-    [ -z "$left" ] && return 0
-    sleep 0.1
-  done
-  echo "  still running:$left"
-  return 1
-}
-servers_under () {
-  local p c
-  for p in /proc/[0-9]*; do
-    c=$({ tr '\0' '\n' <"$p/cmdline"; } 2>/dev/null | tail -n 1)
-    case $c in "$1"/*) { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q ' mount ' && echo "${p#/proc/}" ;; esac
-  done
-}
-stop_pid () { # pid: SIGTERM (SIGCONT first), wait, SIGKILL after 5 s
-  [ -n "$1" ] || return 0
-  kill -CONT "$1" 2>/dev/null; kill -TERM "$1" 2>/dev/null
-  for _ in $(seq 50); do alive "$1" || break; sleep 0.1; done
-  alive "$1" && kill -KILL "$1" 2>/dev/null
-  wait "$1" 2>/dev/null
-  return 0
-}
-final_cleanup () {
-  local id pids p
-  stop_pid "$WATCH_PID"
-  stop_pid "$PROXY_PID"
-  if [ -n "${B+set}" ] && [ -S "$D/berth.sock" ]; then
-    for id in $("${B[@]}" containers ls -q 2>/dev/null); do "${B[@]}" rm -f "$id" >/dev/null 2>&1; done
-  fi
-  stop_registry
-  pids=$(servers_under "$T")
-  cleanup
-  for p in $pids; do
-    for _ in $(seq 1 20); do alive "$p" || break; sleep 0.1; done
-    alive "$p" && { echo "cleanup: berth-fuse $p did not exit after its unmount; kill -9"; kill -9 "$p"; }
-  done
-}
-trap final_cleanup EXIT
+trap fuse_final_cleanup EXIT
 # tokens: every token the watcher saw, one a line.
 tokens () { python3 -c '
 import json, sys

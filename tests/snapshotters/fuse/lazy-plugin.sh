@@ -38,43 +38,20 @@
 # BERTH_FUSE, LAZY_PLUGIN_RATE (bytes/s, default: the blob in ~8 s).
 # Exit: 0 pass, 1 fail, 77 skip (with the reason).
 source "$(dirname "$0")/../../integration/lib.sh"
+source "$(dirname "$0")/lib-lazy.sh" # need_fuse, servers_under, fuse_mounts, fuse_final_cleanup
 need_root
 need_ctr
 for tool in docker-registry skopeo python3 curl tar sha256sum; do
   command -v "$tool" >/dev/null || skip "$tool not installed (scripts/deps.sh installs it)"
 done
-[ -n "${top_srcdir:-}" ] || top_srcdir=$(cd "$(dirname "$0")/../../.." && pwd)
-BERTH_FUSE=${BERTH_FUSE:-$top_builddir/plugins/snapshotters/fuse/berth-fuse}
-[ -x "$BERTH_FUSE" ] || skip "berth-fuse not built ($BERTH_FUSE; configure found no libfuse3?)"
-[ -c /dev/fuse ] || skip "no /dev/fuse on this host"
-grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null
-grep -qw fuse /proc/filesystems || skip "the kernel has no fuse file system"
+need_fuse
 curl --version | grep -qw HTTP2 || skip "curl has no HTTP/2 (the gRPC calls need it)"
 PROXY_PID=
 
-# servers_under DIR: pids of the berth-fuse servers whose mountpoint is under DIR.
-servers_under () {
-  local p c
-  for p in /proc/[0-9]*; do
-    c=$({ tr '\0' '\n' <"$p/cmdline"; } 2>/dev/null | tail -n 1)
-    case $c in "$1"/*) { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q ' mount ' && echo "${p#/proc/}" ;; esac
-  done
-}
-final_cleanup () {
-  local pids p
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
-  stop_registry
-  pids=$(servers_under "$T")
-  cleanup # berthd, then the mounts: the servers exit with them
-  for p in $pids; do
-    for _ in $(seq 1 20); do [ -d "/proc/$p" ] || break; sleep 0.1; done
-    [ -d "/proc/$p" ] && { echo "cleanup: berth-fuse $p did not exit after its unmount; kill -9"; kill -9 "$p"; }
-  done
-}
-trap final_cleanup EXIT
+trap fuse_final_cleanup EXIT
 start_test_registry --only busybox
 
-FUSE_CFG=('[plugins."io.berth.snapshotter.v1.fuse"]' "  binary = \"$BERTH_FUSE\"")
+# FUSE_CFG: need_fuse (lib-lazy.sh), the plugin with binary = BERTH_FUSE.
 
 echo "=== 0. a data layer (16 MiB) as eStargz (berth image convert in a build berthd), pushed as $REG/esgz:latest"
 python3 - "$T/src" <<'EOF' || { fail "making the source image"; finish; }
@@ -118,28 +95,18 @@ run "${BB[@]}" pull -q --plain-http --skip-unpack "$REG/src:latest"
 expect_rc 0 "build berthd: pull src"
 run "${BB[@]}" image convert --estargz "$REG/src:latest" esgz
 expect_rc 0 "build berthd: berth image convert --estargz"
-# Export esgz as a layout; print "DIGEST SIZE TOC DIFFID MEDIATYPE" of its
-# layer and "DIGEST SIZE" of busybox's (plain gzip) layer.
-facts=$(python3 - "$T/esgz" "$IMAGES/busybox" "${BB[@]}" <<'EOF'
-import json, hashlib, os, subprocess, sys
-dst, plain, cli = sys.argv[1], sys.argv[2], sys.argv[3:]
-def get (d):
-    b = subprocess.run (cli + ["content", "get", d], stdout=subprocess.PIPE, check=True).stdout
-    assert "sha256:" + hashlib.sha256 (b).hexdigest () == d, "content get %s: wrong bytes" % d
-    os.makedirs (os.path.join (dst, "blobs", "sha256"), exist_ok=True)
-    open (os.path.join (dst, "blobs", *d.split (":")), "wb").write (b)
-    return b
-t = json.loads (subprocess.run (cli + ["images", "ls", "--format", "json", "name==esgz"],
-                                stdout=subprocess.PIPE, check=True).stdout)[0]["target"]
-m = json.loads (get (t["digest"]))
-c = json.loads (get (m["config"]["digest"]))
+# Export esgz as a layout (lib-lazy.sh); print "DIGEST SIZE TOC DIFFID
+# MEDIATYPE" of its layer and "DIGEST SIZE" of busybox's (plain gzip) layer.
+lazy_export esgz "$T/esgz"
+facts=$(python3 - "$T/esgz" "$IMAGES/busybox" <<'EOF'
+import json, os, sys
+dst, plain = sys.argv[1], sys.argv[2]
+def blob (top, d): return os.path.join (top, "blobs", *d.split (":"))
+def manifest (top): return json.load (open (blob (top, json.load (open (os.path.join (top, "index.json")))["manifests"][0]["digest"])))
+m = manifest (dst)
+c = json.load (open (blob (dst, m["config"]["digest"])))
 l = m["layers"][0]
-get (l["digest"])
-json.dump ({"schemaVersion": 2, "manifests": [{"mediaType": t["mediaType"], "digest": t["digest"], "size": t["size"],
-            "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}, open (os.path.join (dst, "index.json"), "w"))
-open (os.path.join (dst, "oci-layout"), "w").write ('{"imageLayoutVersion":"1.0.0"}')
-pi = json.load (open (os.path.join (plain, "index.json")))
-pm = json.load (open (os.path.join (plain, "blobs", *pi["manifests"][0]["digest"].split (":"))))
+pm = manifest (plain)
 print (l["digest"], l["size"], l["annotations"]["containerd.io/snapshot/stargz/toc.digest"], c["rootfs"]["diff_ids"][0],
        l["mediaType"], pm["layers"][0]["digest"], pm["layers"][0]["size"])
 EOF
@@ -204,10 +171,6 @@ EOF
   ELAPSED_MS=$((($(date +%s%N) - t0) / 1000000))
   out="status $(tr -d '\r' <"$T/hdr" | awk -F': ' '$1 == "grpc-status" { print $2 }') $(tr -d '\r' <"$T/hdr" | awk -F': ' '$1 == "grpc-message" { print $2 }')"
   echo "  | $out (${ELAPSED_MS} ms)"
-}
-fuse_mounts () {
-  awk -v p="$PR/" '{ for (i = 7; i <= NF; i++) if ($i == "-") { t = $(i + 1); break } }
-                   t == "fuse.berth" && index ($5, p) == 1 { print $5 }' /proc/self/mountinfo
 }
 # mount_of DIGEST: the mountpoint serving it.
 mount_of () { local m; for m in $(fuse_mounts); do [ "$(head -n 1 "${m%/fs}/layer" 2>/dev/null)" = "$1" ] && echo "$m"; done; }

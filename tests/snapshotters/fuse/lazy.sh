@@ -8,8 +8,9 @@
 # (data/big.bin 48 MiB, data/zz-tail.bin 2 MiB last, data/greeting, which
 # the command prints) is made in Python, pushed, pulled into a build berthd,
 # converted with `berth image convert --estargz`, taken out of its store
-# with `berth content get` as an OCI layout and pushed again with skopeo.
-# In front of the registry a Python proxy (stdlib) paces every blob body to
+# with `berth content get` as an OCI layout and pushed again with skopeo
+# (lib-lazy.sh's lazy_make_src, lazy_convert_export, lazy_push).  In front of
+# the registry pace-proxy.py (stdlib Python) paces every blob body to
 # RATE bytes/s in all (so the data blob takes >= 18 s) and keeps, in a file,
 # the body bytes it has sent per blob digest.  A fresh berthd (fuse plugin)
 # pulls through the proxy (127.0.0.1:PORT, --plain-http):
@@ -37,86 +38,29 @@
 # BERTH_FUSE, LAZY_RATE (bytes/s, default 2500000).
 # Exit: 0 pass, 1 fail, 77 skip (with the reason).
 source "$(dirname "$0")/../../integration/lib.sh"
+source "$(dirname "$0")/lib-lazy.sh"
 need_root
 for tool in docker-registry skopeo python3 du find timeout sha256sum; do
   command -v "$tool" >/dev/null || skip "$tool not installed (scripts/deps.sh installs it)"
 done
-[ -n "${top_srcdir:-}" ] || top_srcdir=$(cd "$(dirname "$0")/../../.." && pwd)
-BERTH_FUSE=${BERTH_FUSE:-$top_builddir/plugins/snapshotters/fuse/berth-fuse}
-[ -x "$BERTH_FUSE" ] || skip "berth-fuse not built ($BERTH_FUSE; configure found no libfuse3?)"
-[ -c /dev/fuse ] || skip "no /dev/fuse on this host"
-grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null
-grep -qw fuse /proc/filesystems || skip "the kernel has no fuse file system"
-SHIM=$top_builddir/shim/berth-shim
-[ -x "$SHIM" ] || skip "berth-shim not built ($SHIM)"
+need_fuse --shim
 RATE=${LAZY_RATE:-2500000}
 MARK=$((100000 + $$ % 50000))$RANDOM
 PROXY_PID=
-now_ms () { date +%s%3N; }
 
-trap 'stop_registry; cleanup' EXIT # until final_cleanup below
+trap 'stop_registry; cleanup' EXIT # until fuse_final_cleanup below
 start_test_registry --only busybox
 
 # --- the image ------------------------------------------------------------------
 # lazysrc: busybox's layer + a gzip data layer; Cmd prints data/greeting.
 echo "+ making $T/src (busybox + 50 MiB data layer) and pushing it as $REG/lazysrc:latest"
-python3 - "$IMAGES/busybox" "$T/src" "$MARK" "$T/want" <<'EOF' || { fail "making the source image"; finish; }
-import gzip, hashlib, io, json, os, platform, shutil, sys, tarfile
-bb, dst, mark, want = sys.argv[1:5]
-os.makedirs (os.path.join (dst, "blobs", "sha256"))
-def bpath (top, d): return os.path.join (top, "blobs", *d.split (":"))
-def put (b):
-    d = "sha256:" + hashlib.sha256 (b).hexdigest ()
-    open (bpath (dst, d), "wb").write (b)
-    return d, len (b)
-idx = json.load (open (os.path.join (bb, "index.json")))
-m = json.load (open (bpath (bb, idx["manifests"][0]["digest"])))
-c = json.load (open (bpath (bb, m["config"]["digest"])))
-assert len (m["layers"]) == 1, "busybox has one layer"
-l1 = m["layers"][0]
-shutil.copyfile (bpath (bb, l1["digest"]), bpath (dst, l1["digest"]))
-files = [("data/greeting", ("lazy-estargz: hello %s\n" % mark).encode ()),
-         ("data/big.bin", os.urandom (48 << 20)),
-         ("data/zz-tail.bin", os.urandom (2 << 20))]
-tbuf = io.BytesIO ()
-with tarfile.open (fileobj=tbuf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-    ti = tarfile.TarInfo ("data"); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; ti.mtime = 1700000000
-    tf.addfile (ti)
-    for name, data in files:
-        ti = tarfile.TarInfo (name); ti.size = len (data); ti.mode = 0o644; ti.mtime = 1700000000
-        tf.addfile (ti, io.BytesIO (data))
-tar = tbuf.getvalue ()
-gz = gzip.compress (tar, compresslevel=1, mtime=0)
-ld, ls = put (gz)
-with open (want, "w") as f:
-    for name, data in files:
-        f.write ("%s %s\n" % (hashlib.sha256 (data).hexdigest (), name))
-arch = {"x86_64": "amd64", "aarch64": "arm64"}.get (platform.machine (), platform.machine ())
-cfg = {"architecture": arch, "os": "linux",
-       "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                  "Cmd": ["sh", "-c", "cat /data/greeting"]},
-       "rootfs": {"type": "layers",
-                  "diff_ids": [c["rootfs"]["diff_ids"][0], "sha256:" + hashlib.sha256 (tar).hexdigest ()]}}
-cd, cs = put (json.dumps (cfg, sort_keys=True).encode ())
-man = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-       "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-       "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l1["digest"], "size": l1["size"]},
-                  {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": ls}]}
-md, ms = put (json.dumps (man, sort_keys=True).encode ())
-json.dump ({"schemaVersion": 2, "manifests": [{"mediaType": man["mediaType"], "digest": md, "size": ms,
-            "annotations": {"org.opencontainers.image.ref.name": "latest"}}]},
-           open (os.path.join (dst, "index.json"), "w"))
-open (os.path.join (dst, "oci-layout"), "w").write ('{"imageLayoutVersion":"1.0.0"}')
-EOF
-run skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$T/src:latest" "docker://$REG/lazysrc:latest"
-[ "$rc" = 0 ] || { fail "pushing lazysrc"; finish; }
+lazy_make_src "lazy-estargz: hello $MARK" 50
+lazy_push "$T/src" "$REG/lazysrc:latest" "pushing lazysrc"
 
-RT_CFG=('[plugins."io.berth.runtime.v1.namespaces"]' "  binary = \"$top_builddir/berth-runtime\"" "  shim_binary = \"$SHIM\""
-        '[plugins."io.berth.runtime.v1.oci"]' "  shim_binary = \"$SHIM\"")
+# RT_CFG, FUSE_CFG: need_fuse (lib-lazy.sh).
 # remote_timeout/remote_retries: a stalled registry fails a read within
 # ~2 x (1 + 1) x 3 s plus back-off (berth-fuse's defaults: ~100 s).
-FUSE_CFG=('[plugins."io.berth.snapshotter.v1.fuse"]' "  binary = \"$BERTH_FUSE\"" "  remote_timeout = 3"
-          "  remote_retries = 1")
+FUSE_CFG+=("  remote_timeout = 3" "  remote_retries = 1")
 
 # Converted in a berthd of its own (its store must not hold the blobs the
 # test's berthd is to fetch lazily), then exported from its store.
@@ -125,201 +69,23 @@ start_berthd "$T/b" "${RT_CFG[@]}" || finish
 BB=("$BERTH" --address "$SOCK")
 run "${BB[@]}" pull -q --plain-http --skip-unpack "$REG/lazysrc:latest"
 expect_rc 0 "build berthd: pull lazysrc"
-run "${BB[@]}" image convert --estargz --skip-unpack "$REG/lazysrc:latest" lazy
-expect_rc 0 "berth image convert --estargz --skip-unpack lazysrc lazy"
-echo "+ export lazy from the build berthd's store (berth content get) to $T/esgz"
-python3 - "$T/esgz" "${BB[@]}" <<'EOF' || { fail "exporting the eStargz image"; finish; }
-import json, hashlib, os, subprocess, sys
-dst, cli = sys.argv[1], sys.argv[2:]
-def get (d):
-    b = subprocess.run (cli + ["content", "get", d], stdout=subprocess.PIPE, check=True).stdout
-    assert "sha256:" + hashlib.sha256 (b).hexdigest () == d, "content get %s: wrong bytes" % d
-    os.makedirs (os.path.join (dst, "blobs", "sha256"), exist_ok=True)
-    open (os.path.join (dst, "blobs", *d.split (":")), "wb").write (b)
-    return b
-imgs = json.loads (subprocess.run (cli + ["images", "ls", "--format", "json", "name==lazy"],
-                                   stdout=subprocess.PIPE, check=True).stdout)
-t = imgs[0]["target"]
-m = json.loads (get (t["digest"]))
-get (m["config"]["digest"])
-for l in m["layers"]:
-    get (l["digest"])
-    assert "containerd.io/snapshot/stargz/toc.digest" in (l.get ("annotations") or {}), "layer not eStargz"
-json.dump ({"schemaVersion": 2, "manifests": [{"mediaType": t["mediaType"], "digest": t["digest"], "size": t["size"],
-            "annotations": {"org.opencontainers.image.ref.name": "latest"}}]},
-           open (os.path.join (dst, "index.json"), "w"))
-open (os.path.join (dst, "oci-layout"), "w").write ('{"imageLayoutVersion":"1.0.0"}')
-print (" ".join ("%s %d" % (l["digest"], l["size"]) for l in m["layers"]))
-EOF
-read -r BB_LAYER BB_SIZE DATA_LAYER DATA_SIZE < <(python3 -c '
-import json, os, sys
-top = sys.argv[1]
-i = json.load (open (os.path.join (top, "index.json")))
-m = json.load (open (os.path.join (top, "blobs", *i["manifests"][0]["digest"].split (":"))))
-print (" ".join ("%s %d" % (l["digest"], l["size"]) for l in m["layers"]))' "$T/esgz")
-[ -n "${DATA_SIZE:-}" ] || { fail "reading the eStargz image's layers"; finish; }
-echo "  layers: busybox $BB_LAYER ($BB_SIZE B), data $DATA_LAYER ($DATA_SIZE B)"
-run skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$T/esgz:latest" "docker://$REG/lazy:latest"
-[ "$rc" = 0 ] || { fail "pushing lazy (eStargz)"; finish; }
+lazy_convert_export
+lazy_push "$T/esgz" "$REG/lazy:latest" "pushing lazy (eStargz)"
 pass "eStargz image pushed as $REG/lazy:latest"
 stop_berthd "$BERTHD_PID"
 
 # --- the proxy ------------------------------------------------------------------
-# proxy.py UPSTREAM PORTFILE COUNTFILE LOG RATE: HTTP/1.1 on 127.0.0.1; blob
-# bodies paced to RATE bytes/s over all connections (one schedule, in
-# 32 KiB slices); COUNTFILE holds "DIGEST BYTES" per blob, rewritten
-# (rename) after every slice sent; LOG one line per request.
-cat > "$T/proxy.py" <<'EOF'
-import http.client, http.server, os, re, sys, threading, time
-upstream, portfile, countfile, logfile, rate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int (sys.argv[5])
-SLICE = 32768
-lock = threading.Lock ()
-counts = {}
-slot = [0.0]
-def pace (n):
-    with lock:
-        start = max (time.monotonic (), slot[0])
-        slot[0] = start + n / rate
-        until = slot[0]
-    d = until - time.monotonic ()
-    if d > 0:
-        time.sleep (d)
-def account (key, n):
-    with lock:
-        counts[key] = counts.get (key, 0) + n
-        with open (countfile + ".tmp", "w") as f:
-            for k, v in sorted (counts.items ()):
-                f.write ("%s %d\n" % (k, v))
-        os.rename (countfile + ".tmp", countfile)
-def log (line):
-    with lock:
-        with open (logfile, "a") as f:
-            f.write ("%.3f %s\n" % (time.time (), line))
-class H (http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message (self, *a): pass
-    def do_GET (self): self.proxy ("GET")
-    def do_HEAD (self): self.proxy ("HEAD")
-    def proxy (self, method):
-        hdrs = {k: v for k, v in self.headers.items () if k.lower () not in ("host", "connection", "keep-alive")}
-        up = http.client.HTTPConnection (upstream, timeout=60)
-        try:
-            up.request (method, self.path, headers=hdrs)
-            r = up.getresponse ()
-        except OSError as e:
-            log ("%s %s: upstream: %s" % (method, self.path, e))
-            self.send_error (502)
-            return
-        m = re.search (r"/blobs/(sha256:[0-9a-f]{64})", self.path)
-        key = m.group (1) if m else None
-        log ("%s %s range=%s -> %d" % (method, self.path, self.headers.get ("Range"), r.status))
-        body = None
-        if r.getheader ("Content-Length") is None and method == "GET":
-            body = r.read ()
-        self.send_response_only (r.status)
-        for k, v in r.getheaders ():
-            if k.lower () not in ("connection", "keep-alive", "transfer-encoding"):
-                self.send_header (k, v)
-        if body is not None:
-            self.send_header ("Content-Length", str (len (body)))
-        self.end_headers ()
-        sent = 0
-        try:
-            if body is not None:
-                self.wfile.write (body)
-            elif method == "GET":
-                while True:
-                    d = r.read (SLICE)
-                    if not d:
-                        break
-                    if key:
-                        pace (len (d))
-                    self.wfile.write (d)
-                    sent += len (d)
-                    if key:
-                        account (key, len (d))
-        except OSError as e:
-            log ("%s %s: client gone after %d bytes: %s" % (method, self.path, sent, e))
-            self.close_connection = True
-        finally:
-            up.close ()
-class S (http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    def handle_error (self, request, client_address): pass
-s = S (("127.0.0.1", 0), H)
-open (portfile + ".tmp", "w").write (str (s.server_address[1]))
-os.rename (portfile + ".tmp", portfile)
-s.serve_forever ()
-EOF
-echo "+ python3 $T/proxy.py $REG ... $RATE &  (blob bodies paced to $RATE B/s; counts in $T/counts)"
-python3 "$T/proxy.py" "$REG" "$T/proxy.port" "$T/counts" "$T/proxy.log" "$RATE" 2>>"$T/proxy.err" &
-PROXY_PID=$!
-for _ in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
-[ -s "$T/proxy.port" ] || { fail "the proxy did not start"; finish; }
-PROXY=127.0.0.1:$(cat "$T/proxy.port")
-served () { awk -v d="$1" '$1 == d { print $2; f = 1 } END { if (!f) print 0 }' "$T/counts" 2>/dev/null || echo 0; }
-FULL_MS=$((DATA_SIZE * 1000 / RATE))
+# pace-proxy.py (lib-lazy.sh's start_pace_proxy): blob bodies paced to RATE
+# bytes/s over all connections; served DIGEST: the bytes sent of that blob.
+start_pace_proxy "$REG"
 echo "  proxy $PROXY (pid $PROXY_PID); the data blob takes $FULL_MS ms through it"
 
-# --- helpers (as plugin.sh) ---------------------------------------------------------
+# --- the test's paths; the helpers are lib-lazy.sh's ----------------------------------
 D=$T/d
 ROOT=$D/root
 PR=$ROOT/io.berth.snapshotter.v1.fuse
 BLOBS=$ROOT/io.berth.content.v1.local/blobs/sha256
-fuse_mounts () {
-  awk -v p="$PR/" '{ for (i = 7; i <= NF; i++) if ($i == "-") { t = $(i + 1); break } }
-                   t == "fuse.berth" && index ($5, p) == 1 { print $5 }' /proc/self/mountinfo
-}
-alive () {
-  local st n
-  st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)
-  n=$(ls "/proc/$1/task" 2>/dev/null | wc -l)
-  [ -n "$st" ] && { [ "$st" != Z ] || [ "$n" -gt 1 ]; }
-}
-wait_gone () {
-  local i p left
-  for i in $(seq 1 50); do
-    left=
-    for p in "$@"; do alive "$p" && left="$left $p"; done
-    [ -z "$left" ] && return 0
-    sleep 0.1
-  done
-  echo "  still running:$left"
-  return 1
-}
-servers_under () {
-  local p c
-  for p in /proc/[0-9]*; do
-    c=$({ tr '\0' '\n' <"$p/cmdline"; } 2>/dev/null | tail -n 1)
-    case $c in "$1"/*) { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q ' mount ' && echo "${p#/proc/}" ;; esac
-  done
-}
-final_cleanup () {
-  local id pids p
-  [ -n "$PROXY_PID" ] && { kill -CONT "$PROXY_PID" 2>/dev/null; kill -TERM "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null; }
-  if [ -n "${B+set}" ] && [ -S "$D/berth.sock" ]; then
-    for id in $("${B[@]}" containers ls -q 2>/dev/null); do "${B[@]}" rm -f "$id" >/dev/null 2>&1; done
-  fi
-  stop_registry
-  pids=$(servers_under "$T")
-  cleanup
-  for p in $pids; do
-    for _ in $(seq 1 20); do alive "$p" || break; sleep 0.1; done
-    alive "$p" && { echo "cleanup: berth-fuse $p did not exit after its unmount; kill -9"; kill -9 "$p"; }
-  done
-}
-trap final_cleanup EXIT
-# read_file PATH SECONDS: sha256 of PATH read within SECONDS, or "error: ..." / "timeout".
-read_file () {
-  local o
-  o=$(timeout -s KILL "$2" sha256sum "$1" 2>&1)
-  case $? in
-    0) echo "${o%% *}" ;;
-    137) echo "timeout" ;;
-    *) echo "error: $(printf '%s' "$o" | tail -n 1)" ;;
-  esac
-}
-want_of () { awk -v n="$1" '$2 == n { print $1 }' "$T/want"; }
+trap fuse_final_cleanup EXIT
 
 # --- the test's berthd ----------------------------------------------------------------
 start_berthd "$D" "${RT_CFG[@]}" "${FUSE_CFG[@]}" || finish

@@ -32,23 +32,17 @@
 # Environment: top_builddir, top_srcdir, BERTH_TEST_IMAGES, BERTH_FUSE (the layer server).
 # Exit: 0 pass, 1 fail, 77 skip (with the reason).
 source "$(dirname "$0")/../../integration/lib.sh"
+source "$(dirname "$0")/lib-lazy.sh" # need_fuse, fuse_mounts, alive, wait_gone, servers_under, fuse_final_cleanup
 need_root
 need_ctr
 for tool in docker-registry skopeo python3 du find; do
   command -v "$tool" >/dev/null || skip "$tool not installed (scripts/deps.sh installs it)"
 done
-[ -n "${top_srcdir:-}" ] || top_srcdir=$(cd "$(dirname "$0")/../../.." && pwd)
-BERTH_FUSE=${BERTH_FUSE:-$top_builddir/plugins/snapshotters/fuse/berth-fuse}
-[ -x "$BERTH_FUSE" ] || skip "berth-fuse not built ($BERTH_FUSE; configure found no libfuse3?)"
-[ -c /dev/fuse ] || skip "no /dev/fuse on this host"
-grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null
-grep -qw fuse /proc/filesystems || skip "the kernel has no fuse file system"
-SHIM=$top_builddir/shim/berth-shim
-[ -x "$SHIM" ] || skip "berth-shim not built ($SHIM)"
+need_fuse --shim
 MANIFEST=$top_srcdir/tests/integration/tree-manifest.py
 SINCE=$(date +%s) # any mtime from now on is the unpack's, not the image's
 
-trap 'stop_registry; cleanup' EXIT # until final_cleanup below
+trap 'stop_registry; cleanup' EXIT # until fuse_final_cleanup below
 start_test_registry --only busybox,multilayer
 
 # baddiff: busybox whose config names another diffID for its one layer
@@ -96,18 +90,12 @@ read -r ML_TOP ML_BYTES ML_LAYERS < <(image_facts "$IMAGES/multilayer")
 read -r _ _ BB_LAYER < <(image_facts "$IMAGES/busybox")
 [ -n "$ML_TOP" ] && [ -n "$BB_LAYER" ] || { fail "reading the test images' manifests"; finish; }
 
-RT_CFG=('[plugins."io.berth.runtime.v1.namespaces"]' "  binary = \"$top_builddir/berth-runtime\"" "  shim_binary = \"$SHIM\""
-        '[plugins."io.berth.runtime.v1.oci"]' "  shim_binary = \"$SHIM\"")
+# RT_CFG: need_fuse (lib-lazy.sh).
 
 D=$T/d
 ROOT=$D/root
 PR=$ROOT/io.berth.snapshotter.v1.fuse
 BLOBS=$ROOT/io.berth.content.v1.local/blobs/sha256
-# fuse_mounts: the fuse.berth mountpoints under the plugin root.
-fuse_mounts () {
-  awk -v p="$PR/" '{ for (i = 7; i <= NF; i++) if ($i == "-") { t = $(i + 1); break } }
-                   t == "fuse.berth" && index ($5, p) == 1 { print $5 }' /proc/self/mountinfo
-}
 # server_pid MOUNTPOINT: the live berth-fuse serving it (its last argument).
 server_pid () {
   local p c st
@@ -118,26 +106,6 @@ server_pid () {
     st=$(awk '{ print $3 }' "$p/stat" 2>/dev/null)
     [ -n "$st" ] && [ "$st" != Z ] && echo "${p#/proc/}"
   done
-}
-# alive PID: running, or a zombie leader whose other threads still run (and
-# hold its files: the /dev/fuse connection).
-alive () {
-  local st n
-  st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)
-  n=$(ls "/proc/$1/task" 2>/dev/null | wc -l)
-  [ -n "$st" ] && { [ "$st" != Z ] || [ "$n" -gt 1 ]; }
-}
-# wait_gone PID...: up to 5 s for every PID to exit (a zombie counts as gone).
-wait_gone () {
-  local i p left
-  for i in $(seq 1 50); do
-    left=
-    for p in "$@"; do alive "$p" && left="$left $p"; done
-    [ -z "$left" ] && return 0
-    sleep 0.1
-  done
-  echo "  still running:$left"
-  return 1
 }
 # errno_of PATH: what reading PATH says: "ok", or the errno's name.
 errno_of () {
@@ -156,28 +124,7 @@ restart () { # stop (SIGTERM, waited for), optional damage, start again
   start_berthd_config "$D" "$D/config.toml" || { fail "berthd did not start again"; finish; }
 }
 
-# servers_under DIR: pids of the berth-fuse servers whose mountpoint is under DIR.
-servers_under () {
-  local p c
-  for p in /proc/[0-9]*; do
-    c=$({ tr '\0' '\n' <"$p/cmdline"; } 2>/dev/null | tail -n 1)
-    case $c in "$1"/*) { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q ' mount ' && echo "${p#/proc/}" ;; esac
-  done
-}
-final_cleanup () {
-  local id pids p
-  if [ -n "${B+set}" ]; then
-    for id in $("${B[@]}" containers ls -q 2>/dev/null); do "${B[@]}" rm -f "$id" >/dev/null 2>&1; done
-  fi
-  stop_registry
-  pids=$(servers_under "$T")
-  cleanup # berthd, then the mounts: the servers exit with them
-  for p in $pids; do
-    for _ in $(seq 1 20); do alive "$p" || break; sleep 0.1; done
-    alive "$p" && { echo "cleanup: berth-fuse $p did not exit after its unmount; kill -9"; kill -9 "$p"; }
-  done
-}
-trap final_cleanup EXIT
+trap fuse_final_cleanup EXIT
 
 echo "=== 1. plugins ls"
 # First a daemon whose berth-fuse does not exist: the plugin is skipped, and says why.
