@@ -408,6 +408,7 @@ static size_t n_inflight;
 
 struct adopt_job
 {
+  struct adopt_job *next; /* in `pending` */
   struct daemon *d;
   char *ns, *digest, *path, *diff_id;
   int64_t size;
@@ -459,9 +460,15 @@ adopt_job_free (struct adopt_job *j)
   free (j);
 }
 
-/* Worker thread: file the complete blob in the content store and record it
- * in the namespace, in one step under the metadata lock (GC sweeps a blob
- * without a record: it must never see one between the two). */
+/* Worker thread: record the blob in the namespace, then file the complete
+ * file in the content store, in one step under the metadata lock (GC
+ * sweeps a blob without a record: it must never see one between the two).
+ * Record first: the plugin takes a blob it can open in the store as
+ * adopted and drops its cache, so a crash between the two steps must leave
+ * a record without a blob (the plugin publishes again and the blob is
+ * filed then), never a blob without a record (GC would delete it and the
+ * layer would be lost: tests/faults/crash.sh, content-adopt-after-rename).
+ * A blob that is in the store already is only recorded. */
 static void
 adopt_work (void *data)
 {
@@ -470,32 +477,50 @@ adopt_work (void *data)
   _cleanup_error_ berth_error *e = NULL;
   plugin *store = registry_find_kind (d->reg, BERTH_KIND_CONTENT, "local");
   int r = 0;
-  _cleanup_close_ int fd = open (j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  berth_labels l = { 0 };
   if (store == NULL)
     r = berth_error_set (&e, BERTH_E_UNAVAILABLE, 0, "no content store");
-  else if (fd < 0)
-    r = berth_error_set (&e, berth_errcode_from_errno (errno), errno, "opening %s", j->path);
+  else if (j->diff_id && *j->diff_id && labels_set (&l, "containerd.io/uncompressed", j->diff_id) < 0)
+    r = berth_error_set (&e, BERTH_E_NOMEM, ENOMEM, "out of memory");
   if (r == 0)
     {
       berth_ctx ctx;
       ctx_init (&ctx, j->ns, NULL);
-      berth_labels l = { 0 };
-      if (j->diff_id && *j->diff_id && labels_set (&l, "containerd.io/uncompressed", j->diff_id) < 0)
-        r = berth_error_set (&e, BERTH_E_NOMEM, ENOMEM, "out of memory");
       meta_lock (d->meta);
-      if (r == 0)
-        r = content_adopt (store, &ctx, fd, j->size, j->digest, NULL, &e);
-      if (r == BERTH_E_EXISTS)
+      struct meta_content had;
+      _cleanup_error_ berth_error *ge = NULL;
+      bool recorded = meta_content_get (d->meta, j->ns, j->digest, &had, &ge) == 0;
+      if (recorded)
+        meta_content_clear (&had);
+      r = meta_content_add (d->meta, j->ns, j->digest, j->size, &l, &e);
+      struct berth_content_info info = { .size = sizeof info };
+      berth_labels il = { 0 };
+      info.labels = &il;
+      _cleanup_error_ berth_error *ie = NULL;
+      bool stored = r == 0 && content_info (store, &ctx, j->digest, &info, &ie) == 0;
+      labels_clear (&il);
+      if (r == 0 && !stored)
         {
-          berth_error_free (e);
-          e = NULL;
-          r = 0;
+          _cleanup_close_ int fd = open (j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+          if (fd < 0)
+            r = berth_error_set (&e, berth_errcode_from_errno (errno), errno, "opening %s", j->path);
+          else
+            r = content_adopt (store, &ctx, fd, j->size, j->digest, NULL, &e);
+          if (r == BERTH_E_EXISTS)
+            {
+              berth_error_free (e);
+              e = NULL;
+              r = 0;
+            }
+          if (r < 0 && !recorded)
+            {
+              _cleanup_error_ berth_error *de = NULL;
+              meta_content_delete (d->meta, j->ns, j->digest, &de);
+            }
         }
-      if (r == 0)
-        r = meta_content_add (d->meta, j->ns, j->digest, j->size, &l, &e);
       meta_unlock (d->meta);
-      labels_clear (&l);
     }
+  labels_clear (&l);
   if (r == 0)
     {
       log_info ("lazily pulled layer %s is complete: filed in the content store (namespace %s)", j->digest, j->ns);
@@ -513,18 +538,35 @@ adopt_done (void *data)
   adopt_job_free (data);
 }
 
+/* Publishes that come before berthd serves (the plugin's watcher starts at
+ * its init, and publishes at once the layers that completed while berthd
+ * was down): kept, and adopted once lazy_start runs. */
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct adopt_job *pending;
+static bool serving, stopped;
+
+static void
+adopt_submit (struct daemon *d, struct adopt_job *j)
+{
+  j->d = d;
+  const char *digest = j->digest;
+  if (workers_submit (d->workers, adopt_work, adopt_done, j) < 0)
+    {
+      log_warning ("lazily pulled layer %s: cannot adopt it now (shutting down)", digest);
+      inflight_drop (digest);
+      adopt_job_free (j);
+    }
+}
+
 bool
 lazy_publish (const char *ns, const char *topic, const char *const *fields)
 {
   if (topic == NULL || strcmp (topic, LAZY_TOPIC_COMPLETE) != 0)
     return false;
-  struct daemon *d = atomic_load (&lazy_daemon);
   const char *digest = events_field (fields, "digest"), *path = events_field (fields, "path");
   const char *size = events_field (fields, "size"), *diff_id = events_field (fields, "diff_id");
   char *end = NULL;
   long long n = size ? strtoll (size, &end, 10) : -1;
-  if (d == NULL)
-    return true; /* not serving yet or any more: the plugin publishes again */
   if (ns == NULL || digest == NULL || path == NULL || path[0] != '/' || end == NULL || *end != '\0' || n <= 0)
     {
       log_warning ("%s: ignored: it wants namespace, digest, an absolute path and size (got %s, %s, %s, %s)",
@@ -536,20 +578,36 @@ lazy_publish (const char *ns, const char *topic, const char *const *fields)
   struct adopt_job *j = calloc (1, sizeof *j);
   if (j)
     {
-      j->d = d;
       j->size = n;
       j->ns = strdup (ns);
       j->digest = strdup (digest);
       j->path = strdup (path);
       j->diff_id = diff_id ? strdup (diff_id) : NULL;
     }
-  if (j == NULL || j->ns == NULL || j->digest == NULL || j->path == NULL || (diff_id && j->diff_id == NULL)
-      || workers_submit (d->workers, adopt_work, adopt_done, j) < 0)
+  if (j == NULL || j->ns == NULL || j->digest == NULL || j->path == NULL || (diff_id && j->diff_id == NULL))
     {
-      log_warning ("lazily pulled layer %s: cannot adopt it now (out of memory or shutting down)", digest);
+      log_warning ("lazily pulled layer %s: cannot adopt it now (out of memory)", digest);
       if (j)
         adopt_job_free (j);
       inflight_drop (digest);
+      return true;
+    }
+  /* Submitted under the lock: lazy_stop (before the workers go) waits for it. */
+  pthread_mutex_lock (&pending_lock);
+  struct daemon *d = serving ? atomic_load (&lazy_daemon) : NULL;
+  bool keep = !serving && !stopped;
+  if (d)
+    adopt_submit (d, j);
+  else if (keep)
+    {
+      j->next = pending;
+      pending = j;
+    }
+  pthread_mutex_unlock (&pending_lock);
+  if (!d && !keep)
+    {
+      inflight_drop (digest); /* shutting down: the plugin publishes again after the restart */
+      adopt_job_free (j);
     }
   return true;
 }
@@ -557,12 +615,36 @@ lazy_publish (const char *ns, const char *topic, const char *const *fields)
 void
 lazy_start (struct daemon *d)
 {
+  pthread_mutex_lock (&pending_lock);
   atomic_store (&lazy_daemon, d);
+  serving = true;
+  struct adopt_job *list = pending;
+  pending = NULL;
+  while (list)
+    {
+      struct adopt_job *next = list->next;
+      adopt_submit (d, list);
+      list = next;
+    }
+  pthread_mutex_unlock (&pending_lock);
 }
 
 void
 lazy_stop (void)
 {
+  pthread_mutex_lock (&pending_lock);
+  serving = false;
+  stopped = true;
   atomic_store (&lazy_daemon, NULL);
+  struct adopt_job *list = pending;
+  pending = NULL;
+  pthread_mutex_unlock (&pending_lock);
+  while (list)
+    {
+      struct adopt_job *next = list->next;
+      inflight_drop (list->digest);
+      adopt_job_free (list);
+      list = next;
+    }
   refresh_stop ();
 }

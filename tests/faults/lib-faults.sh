@@ -16,6 +16,9 @@ needs_recovery=0
 FAULT_NS_BASE=${FAULT_NS:-faults$$}
 FAULT_NS=$FAULT_NS_BASE
 CFG_EXTRA=()
+# The lazy workload's daemons also get the fuse snapshotter (faults_lazy_setup).
+CFG_FUSE=()
+LAZY_SKIP=
 
 # faults_setup: tools, images, registry (busybox + redis-sized), berthd
 # config lines for the build tree's runtime plugins.  Sets REG, IMG (busybox),
@@ -50,6 +53,56 @@ faults_setup () {
   export BERTH_FIFO_DIR=$T/fifo
 }
 
+# faults_lazy_setup: for the lazy workload, once: an eStargz copy of
+# redis-sized (two layers, 1 and 7 MiB) converted by a setup berthd and
+# pushed to the registry as LAZYIMG; LAZY_LAYERS its layer digests;
+# CFG_FUSE the config lines of the fuse snapshotter.  When this host cannot
+# (no /dev/fuse, berth-fuse not built, no ctr to push, the plugin does not
+# load), LAZY_SKIP says why and the lazy points are left out.
+faults_lazy_setup () {
+  FUSE_BIN=$top_builddir/plugins/snapshotters/fuse/berth-fuse
+  [ -c /dev/fuse ] || { LAZY_SKIP="/dev/fuse is missing"; return 0; }
+  [ -x "$FUSE_BIN" ] || { LAZY_SKIP="$FUSE_BIN is not built"; return 0; }
+  [ -n "$CTR" ] || { LAZY_SKIP="ctr (to push the eStargz image) is not installed"; return 0; }
+  CFG_FUSE=('[plugins."io.berth.snapshotter.v1.fuse"]' "  binary = \"$FUSE_BIN\"")
+  LAZYIMG=$REG/lazy:latest
+  local d=$T/lazy-setup ns=${FAULT_NS_BASE}-setup ok=0
+  write_config "$d" "${CFG_EXTRA[@]}" "${CFG_FUSE[@]}"
+  echo "+ lazy workload: converting $PIMG to eStargz and pushing it as $LAZYIMG"
+  if start_berthd_config "$d" "$d/config.toml"; then
+    local B=(timeout 120 "$BERTH" --address "$SOCK" -n "$ns")
+    if ! "${B[@]}" plugins ls | grep -q 'snapshotter.v1 *fuse .* ok'; then
+      LAZY_SKIP="the fuse snapshotter does not load: $("${B[@]}" plugins ls | grep 'snapshotter.v1 *fuse' | tr -s ' ')"
+    elif "${B[@]}" pull --plain-http "$PIMG" >"$d/setup.out" 2>&1 \
+      && "${B[@]}" image convert --estargz "$PIMG" "$LAZYIMG" >>"$d/setup.out" 2>&1 \
+      && timeout 120 "$CTR" -a "$SOCK" -n "$ns" images push --plain-http "$LAZYIMG" >>"$d/setup.out" 2>&1; then
+      ok=1
+    else
+      sed 's/^/  | /' "$d/setup.out"
+      fail "setting up the lazy workload: pull, convert --estargz or push of $LAZYIMG failed"
+    fi
+    stop_berthd "$BERTHD_PID"
+  else
+    fail "setting up the lazy workload: berthd with the fuse snapshotter does not start"
+  fi
+  if [ "$ok" = 1 ]; then
+    LAZY_LAYERS=$(python3 -c '
+import json, sys, urllib.request
+req = urllib.request.Request("http://%s/v2/lazy/manifests/latest" % sys.argv[1], headers={"Accept":
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"})
+m = json.load(urllib.request.urlopen(req, timeout=30))
+toc = "containerd.io/snapshot/stargz/toc.digest"
+for l in m["layers"]:
+    if toc not in (l.get("annotations") or {}):
+        sys.exit("layer %s has no %s annotation" % (l["digest"], toc))
+    print(l["digest"])
+' "$REG") || { fail "setting up the lazy workload: reading the manifest of $LAZYIMG"; ok=0; }
+  fi
+  [ "$ok" = 1 ] || LAZY_SKIP=${LAZY_SKIP:-"its set-up failed"}
+  [ -n "$LAZY_SKIP" ] || echo "  lazy image $LAZYIMG: layers $(echo $LAZY_LAYERS)"
+  rm -rf "$d"
+}
+
 faults_cleanup () {
   # Containers first (their shims hold mounts under $T), then the daemons.
   local d ns
@@ -62,6 +115,7 @@ faults_cleanup () {
     for id in $ids; do timeout 20 "$BERTH" --address "$d/berth.sock" -n "$ns" rm -f "$id" >/dev/null 2>&1; done
   done
   kill_leftover_shims
+  kill_leftover_fuse
   bash "$top_srcdir/tests/registry/stop.sh" "$REGDIR" >/dev/null 2>&1
   # Containers of a daemon that was down when the test ended (or was cut
   # short): the processes in this run's namespaces' cgroups (the names are
@@ -85,7 +139,7 @@ test_pids () {
   local p
   for p in /proc/[0-9]*; do
     [ -r "$p/cmdline" ] || continue
-    tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF -- "$T/" && echo "${p#/proc/}"
+    tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -qF -- "$T/" && echo "${p#/proc/}"
   done
 }
 kill_leftover_shims () {
@@ -93,6 +147,22 @@ kill_leftover_shims () {
   for p in $(test_pids); do
     [ "$p" = $$ ] && continue
     tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q "berth-shim" && kill -KILL "$p" 2>/dev/null
+  done
+}
+
+# berth-fuse servers of this test's daemons (their mount point, cache and
+# log are under $T/), by pid: killed daemons leave them serving.  Their
+# mounts go with cleanup's umount -l of everything under $T.
+fuse_pids () { # [DIR]: the berth-fuse processes naming DIR/ (default $T/)
+  local p dir=${1:-$T}
+  for p in $(test_pids); do
+    tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -q "berth-fuse.* $dir/" && echo "$p"
+  done
+}
+kill_leftover_fuse () {
+  local p
+  for p in $(fuse_pids); do
+    [ "$p" = $$ ] || kill -KILL "$p" 2>/dev/null
   done
 }
 
@@ -208,7 +278,7 @@ check_store () {
   # Snapshots: per snapshotter, the plugin's directories = its records =
   # the daemon's records.
   local sn sdir recs dirs prec
-  for sn in overlayfs native; do
+  for sn in overlayfs native fuse; do
     sdir=$root/io.berth.snapshotter.v1.$sn/snapshots
     [ -d "$sdir" ] || continue
     recs=$( { for ns in $(bcli namespaces ls -q 2>/dev/null); do
@@ -255,10 +325,12 @@ check_store () {
   for m in $mnts; do
     case $m in
       "$state"/bundles/*/*/rootfs) id=${m%/rootfs}; id=${id##*/}; printf '%s\n' "$tasks" | grep -qx "$id" || bad="$bad $m" ;;
+      "$root"/io.berth.snapshotter.v1.fuse/snapshots/*/fs) ;; # check_fuse
       *) bad="$bad $m" ;;
     esac
   done
   [ -z "$bad" ] || round_fail "mounts under the daemon's directories that no task owns:$bad"
+  check_fuse "$d"
   shims=0
   local p
   for p in $(test_pids); do
@@ -275,6 +347,103 @@ check_store () {
   [ -n "$xb$bad$xcg" ] || echo "  ok: $nt tasks, $nb bundles, $nm mounts, $shims shims, no stray cgroup"
 }
 
+# check_fuse DIR: the fuse snapshotter's layers: a fuse.berth mount only on
+# the fs/ of a snapshot the plugin has a record of, one per snapshot (no
+# dead mount stacked under a live one), and a berth-fuse server only for a
+# live mount.  A server may be on its way out (its mount was just removed),
+# and the plugin runs short `berth-fuse index` helpers: one second's grace.
+check_fuse () {
+  local d=$1 fdir=$1/root/io.berth.snapshotter.v1.fuse try bad nsrv nfm
+  for try in 1 2; do
+    bad=""
+    local ids="" m t id
+    [ -f "$fdir/metadata.db" ] && command -v sqlite3 >/dev/null \
+      && ids=$(sqlite3 -readonly "file:$fdir/metadata.db?mode=ro" 'SELECT id FROM snapshots' 2>/dev/null)
+    local fmnts
+    fmnts=$(awk -v p="$fdir/snapshots/" 'index($2, p) == 1 {print $2, $3}' /proc/self/mounts)
+    nfm=$(printf '%s\n' "$fmnts" | sed '/^$/d' | wc -l)
+    while read -r m t; do
+      [ -n "$m" ] || continue
+      id=${m#"$fdir"/snapshots/}; id=${id%/fs}
+      [ "$t" = fuse.berth ] || { bad="$bad [a $t mount on $m]"; continue; }
+      printf '%s\n' "$ids" | grep -qx "$id" || bad="$bad [fuse.berth mount of snapshot id $id, which the plugin has no record of: $m]"
+    done <<< "$fmnts"
+    local dup
+    dup=$(printf '%s\n' "$fmnts" | awk '{print $1}' | sed '/^$/d' | sort | uniq -d)
+    [ -z "$dup" ] || bad="$bad [mounts stacked on $(echo $dup)]"
+    local p args last
+    nsrv=0
+    for p in $(fuse_pids "$d"); do
+      args=$(tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline") || continue
+      nsrv=$((nsrv + 1))
+      last=${args% }; last=${last##* }
+      case $args in
+        *" mount "*) printf '%s\n' "$fmnts" | grep -q "^$last fuse.berth\$" \
+          || bad="$bad [berth-fuse pid $p serves $last, which is not mounted]" ;;
+        *) bad="$bad [berth-fuse pid $p: $(printf '%s' "$args" | head -c 200)]" ;;
+      esac
+    done
+    [ -n "$bad" ] || break
+    sleep 1
+  done
+  # A layer the plugin serves from the store (a `layer` record, no `remote`
+  # one: it stopped publishing) needs its blob there, recorded, or nothing
+  # can serve it again once its server is gone (a reboot).
+  local sd dg listed
+  listed=$( { for ns in $(bcli namespaces ls -q 2>/dev/null); do
+      timeout 60 "$BERTH" --address "$SOCK" -n "$ns" content ls -q 2>/dev/null; done; } | sort -u)
+  for sd in "$fdir"/snapshots/*; do
+    [ -f "$sd/layer" ] && [ ! -e "$sd/remote" ] || continue
+    dg=$(head -1 "$sd/layer")
+    printf '%s\n' "$listed" | grep -qxF "$dg" && [ -f "$1/root/io.berth.content.v1.local/blobs/${dg%%:*}/${dg#*:}" ] \
+      || bad="$bad [snapshot ${sd##*/} is served from the store's blob $dg (no remote record, not lazy any more), but no namespace has that blob]"
+  done
+  if [ -n "$bad" ]; then
+    round_fail "fuse snapshotter:$bad"
+  elif [ "$nfm$nsrv" != 00 ]; then
+    echo "  ok: fuse: $nfm fuse.berth mounts, each of a recorded snapshot; $nsrv berth-fuse servers, each for a live mount"
+  fi
+}
+
+# check_fuse_reboot DIR IMAGE: what a reboot leaves (no fuse mount, no
+# berth-fuse server; the plugin's directories and records stay): berthd
+# restarts, IMAGE runs on fuse (each layer served again, from the store's
+# blob or lazily from its cache), and check_fuse holds.
+check_fuse_reboot () {
+  local d=$1 img=$2 m p i out
+  daemon_down
+  for m in $(awk -v p="$d/root/io.berth.snapshotter.v1.fuse/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null
+  done
+  for p in $(fuse_pids "$d"); do kill -KILL "$p" 2>/dev/null; done
+  for i in $(seq 1 40); do [ -z "$(fuse_pids "$d")" ] && break; sleep 0.05; done
+  daemon_up "$d" || { round_fail "berthd does not start after the fuse mounts and servers went (a reboot)"; return; }
+  if out=$(bcli run --rm --pull never --snapshotter fuse "$img" true 2>&1); then
+    echo "  ok: after a reboot (fuse mounts and servers gone), $img runs on fuse again"
+  else
+    round_fail "after a reboot (fuse mounts and servers gone), $img does not run on fuse: $out; berthd log: $(grep -E 'io.berth.snapshotter.v1.fuse' "$BERTHD_LOG" | grep -iE 'warn|error' | tail -2 | cut -c1-400)"
+  fi
+  check_fuse "$d"
+}
+
+# check_fuse_gone DIR: after rmi + gc of every image on the fuse
+# snapshotter, no snapshot, mount or server of it is left.
+check_fuse_gone () {
+  local d=$1 fdir=$1/root/io.berth.snapshotter.v1.fuse i left p
+  for i in $(seq 1 20); do
+    left=$( { find "$fdir/snapshots" -mindepth 1 -maxdepth 1 2>/dev/null
+      awk -v p="$fdir/" 'index($2, p) == 1 {print "mount:" $2}' /proc/self/mounts
+      for p in $(fuse_pids "$d"); do echo "berth-fuse pid $p"; done; } )
+    [ -n "$left" ] || break
+    sleep 0.25
+  done
+  if [ -n "$left" ]; then
+    round_fail "after rmi + gc of the lazy image, the fuse snapshotter still has: $(echo $left)"
+  else
+    echo "  ok: after rmi + gc: no fuse snapshot, fuse.berth mount or berth-fuse server left"
+  fi
+}
+
 # selftest_checks DIR: the checks can fail.  Plant one leftover of each
 # kind in a healthy store and count that check_store reports each; then
 # remove them and see it pass again.
@@ -289,18 +458,29 @@ selftest_checks () {
     "$root/io.berth.content.v1.local/ingest/fake"
   echo "faults/pull/fake" > "$root/io.berth.content.v1.local/ingest/fake/ref"
   mount -t tmpfs selftest "$d/state/bundles/$FAULT_NS/fake/rootfs"
-  echo "--- selftest: a stray blob, snapshot dir, staging tree, ingest, bundle and mount are planted"
+  # The fuse snapshotter's kinds: a snapshot directory no record names, and
+  # a berth-fuse server (a stand-in named so) for a mount that is not there.
+  local fsn=$root/io.berth.snapshotter.v1.fuse/snapshots own_fsn=0 fake_srv
+  [ -d "$fsn" ] || { mkdir -p "$fsn"; own_fsn=1; }
+  mkdir -p "$fsn/999999"
+  (exec -a berth-fuse bash -c 'trap "kill \$!; exit 0" TERM; sleep 120 & wait' berth-fuse mount "$fsn/999999/fs") &
+  fake_srv=$!
+  echo "--- selftest: a stray blob, snapshot dir, staging tree, ingest, bundle, mount, fuse snapshot dir and berth-fuse server are planted"
   check_store "$d" 2>&1 | sed 's/^/  (expected) /'
   local caught=0 what
   for what in "blobs on disk that no namespace lists" "snapshot directories no record" "staging trees left" \
-    "ingests left" "bundles without a task" "mounts under the daemon"; do
+    "ingests left" "bundles without a task" "mounts under the daemon" "fuse: snapshot directories no record" \
+    "berth-fuse pid $fake_srv serves"; do
     if check_store "$d" 2>&1 | grep -qF "$what"; then caught=$((caught + 1)); else echo "  selftest: not caught: $what"; fi
   done
   umount "$d/state/bundles/$FAULT_NS/fake/rootfs"
+  kill -TERM "$fake_srv" 2>/dev/null; wait "$fake_srv" 2>/dev/null
+  rm -rf "$fsn/999999"
+  [ "$own_fsn" = 0 ] || rm -rf "$root/io.berth.snapshotter.v1.fuse"
   rm -rf "$planted" "$root/io.berth.snapshotter.v1.overlayfs/snapshots/999999" "$root/io.berth.unpack/0000" \
     "$d/state/bundles/$FAULT_NS/fake" "$root/io.berth.content.v1.local/ingest/fake"
   failures=$before
-  if [ "$caught" = 6 ]; then pass "selftest: check_store reports each of 6 planted leftovers"; else fail "selftest: check_store caught $caught of 6 planted leftovers"; fi
+  if [ "$caught" = 8 ]; then pass "selftest: check_store reports each of 8 planted leftovers"; else fail "selftest: check_store caught $caught of 8 planted leftovers"; fi
   round_ok=1
   check_store "$d"
   [ "$round_ok" = 1 ] && pass "selftest: and passes once they are removed" || fail "selftest: check_store fails on a clean store"
