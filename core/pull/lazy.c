@@ -306,6 +306,20 @@ refresh_main (void *data)
   return NULL;
 }
 
+/* Drop the entry of (ns, digest), if any; refresh_lock held. */
+static void
+refresh_unlink_locked (const char *ns, const char *digest)
+{
+  for (struct refresh **pp = &refreshes; *pp; pp = &(*pp)->next)
+    if (strcmp ((*pp)->ns, ns) == 0 && strcmp ((*pp)->digest, digest) == 0)
+      {
+        struct refresh *x = *pp;
+        *pp = x->next;
+        refresh_free (x);
+        return;
+      }
+}
+
 static void
 refresh_add (const char *path, const char *ns, const char *digest, const struct lazy_source *src, time_t expires)
 {
@@ -335,14 +349,7 @@ refresh_add (const char *path, const char *ns, const char *digest, const struct 
     }
   pthread_mutex_lock (&refresh_lock);
   /* One entry per (namespace, blob): a second pull replaces the first. */
-  for (struct refresh **pp = &refreshes; *pp; pp = &(*pp)->next)
-    if (strcmp ((*pp)->ns, ns) == 0 && strcmp ((*pp)->digest, digest) == 0)
-      {
-        struct refresh *old = *pp;
-        *pp = old->next;
-        refresh_free (old);
-        break;
-      }
+  refresh_unlink_locked (ns, digest);
   e->next = refreshes;
   refreshes = e;
   if (!refresh_started && !refresh_stopping)
@@ -364,14 +371,7 @@ static void
 refresh_drop (const char *ns, const char *digest)
 {
   pthread_mutex_lock (&refresh_lock);
-  for (struct refresh **pp = &refreshes; *pp; pp = &(*pp)->next)
-    if (strcmp ((*pp)->ns, ns) == 0 && strcmp ((*pp)->digest, digest) == 0)
-      {
-        struct refresh *x = *pp;
-        *pp = x->next;
-        refresh_free (x);
-        break;
-      }
+  refresh_unlink_locked (ns, digest);
   pthread_mutex_unlock (&refresh_lock);
 }
 

@@ -358,6 +358,24 @@ create_snapshot (struct fz *s, uint32_t kind, const char *key, const char *paren
 
 /* Serve the layer blob `digest` from snapshot `key` (just created, active)
  * and commit it as `target`. */
+/* Commit the active snapshot `key` of a layer the plugin serves as
+ * `target`, with usage u, in a transaction of its own. */
+static int
+commit_served (struct fz *s, const char *key, const char *target, const berth_labels *labels,
+               const struct berth_snapshot_usage *u, berth_error *err)
+{
+  berth_snaptx *tx = NULL;
+  int r = berth_snapstore_begin (s->store, 1, &tx, err);
+  if (r < 0)
+    return r;
+  if ((r = berth_snapstore_commit_active (tx, key, target, labels, u, NULL, err)) < 0)
+    {
+      berth_snapstore_rollback (tx);
+      return r;
+    }
+  return berth_snapstore_commit (tx, err);
+}
+
 static int
 serve_layer (struct fz *s, berth_ctx *ctx, const char *key, const char *target, const char *digest,
              const char *media_type, const char *diff_id, const char *dir, const berth_labels *labels,
@@ -380,15 +398,7 @@ serve_layer (struct fz *s, berth_ctx *ctx, const char *key, const char *target, 
   struct berth_snapshot_usage u = { .size = sizeof u, .inodes = 1 };
   if (index && stat (index, &st) == 0)
     u.bytes = (int64_t) st.st_blocks * 512;
-  berth_snaptx *tx = NULL;
-  if ((r = berth_snapstore_begin (s->store, 1, &tx, err)) < 0)
-    return r;
-  if ((r = berth_snapstore_commit_active (tx, key, target, labels, &u, NULL, err)) < 0)
-    {
-      berth_snapstore_rollback (tx);
-      return r;
-    }
-  return berth_snapstore_commit (tx, err);
+  return commit_served (s, key, target, labels, &u, err);
 }
 
 /* ---- lazy layers: prepare ------------------------------------------------------------ */
@@ -485,15 +495,7 @@ serve_lazy (struct fz *s, const char *key, const char *target, const char *diges
   /* Usage: the cache grows to the blob, which the content store then
    * holds (the same inode); the layer itself costs nothing more. */
   struct berth_snapshot_usage u = { .size = sizeof u, .inodes = 1 };
-  berth_snaptx *tx = NULL;
-  if ((r = berth_snapstore_begin (s->store, 1, &tx, err)) < 0)
-    return r;
-  if ((r = berth_snapstore_commit_active (tx, key, target, labels, &u, NULL, err)) < 0)
-    {
-      berth_snapstore_rollback (tx);
-      return r;
-    }
-  return berth_snapstore_commit (tx, err);
+  return commit_served (s, key, target, labels, &u, err);
 }
 
 /* The blob is not in the content store but the labels say where it is in a
