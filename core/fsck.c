@@ -373,7 +373,15 @@ quarantine_tree (struct files_run *f, const char *kind, const char *ns, const ch
     return;
   _cleanup_free_ char *dest = NULL;
   _cleanup_error_ berth_error *e = NULL;
-  if (quarantine_move (f->r, f->root, f->state, src, rel, &dest, &e) < 0 || dest == NULL)
+  /* A crash between mounting a bundle's rootfs and writing its config.json
+   * leaves the mount: moved along, it would stay mounted in the quarantine
+   * for good (rename carries mounts below the directory with it). */
+  int k = fs_unmount_under (src);
+  if (k < 0)
+    berth_error_set (&e, BERTH_E_INTERNAL, -k, "cannot unmount what is mounted under %s: %s", src, strerror (-k));
+  else if (k > 0)
+    log_info ("fsck: unmounted %d mount(s) under %s before quarantining it", k, src);
+  if (k < 0 || quarantine_move (f->r, f->root, f->state, src, rel, &dest, &e) < 0 || dest == NULL)
     {
       if (i >= 0)
         {

@@ -982,6 +982,7 @@ prepare_bundle (tasks *t, const struct task_create *req, const struct meta_conta
   const char *etc = r == 0 ? annotation (spec, "io.berth.etc-files") : NULL;
   if (r == 0 && etc && strcmp (etc, "1") == 0)
     r = write_etc_files (spec, bundle, err);
+  BERTH_FAILPOINT ("task-create-before-config");
   if (r == 0)
     {
       const char *text = json_object_to_json_string_ext (spec, JSON_C_TO_STRING_PLAIN);

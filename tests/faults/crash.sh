@@ -82,6 +82,7 @@ pull-before-image-record       pull 1
 snapshot-prepare-before-record run  1
 container-create-in-tx         run  1
 container-create-after-record  run  1
+task-create-before-config      run  1
 task-create-after-mount        run  1
 shim-start-before-spawn        run  1
 shim-start-after-spawn         run  1

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,6 +64,7 @@ rm_entry (const char *path, const struct stat *st, int type, struct FTW *f)
 static void
 teardown (void)
 {
+  fs_unmount_under (root); /* what a failed mount test left */
   nftw (root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -191,6 +194,77 @@ START_TEST (test_fsck_files_live_never_moves_anything)
 }
 END_TEST
 
+/* Whether /proc/self/mountinfo lists a mount at path. */
+static bool
+mounted_at (const char *path)
+{
+  FILE *f = fopen ("/proc/self/mountinfo", "re");
+  ck_assert_ptr_nonnull (f);
+  char line[4096], mp[4096];
+  bool found = false;
+  while (!found && fgets (line, sizeof line, f))
+    found = sscanf (line, "%*s %*s %*s %*s %4095s", mp) == 1 && strcmp (mp, path) == 0;
+  fclose (f);
+  return found;
+}
+
+/* A crash between mounting the rootfs and writing config.json leaves a
+ * bundle without a spec and a mount in it (crash.sh's point
+ * task-create-before-config): the mount must not travel into the
+ * quarantine with the directory. */
+START_TEST (test_fsck_files_unmounts_a_bundle_before_quarantining_it)
+{
+  char p[512], rootfs[256];
+  snprintf (rootfs, sizeof rootfs, "%s/bundles/default/half/rootfs", state);
+  ck_assert_int_eq (fs_mkdir_p (rootfs, 0711), 0);
+  if (mount ("berth-test", rootfs, "tmpfs", 0, "size=1m") < 0)
+    {
+      fprintf (stderr, "SKIP test_fsck_files_unmounts_a_bundle_before_quarantining_it: mounting a tmpfs: %s\n",
+               strerror (errno));
+      return;
+    }
+  snprintf (p, sizeof p, "%s/bin/sh", rootfs);
+  write_file (p, "#!");
+  /* stacked twice and a mount below the rootfs, as a bind of /etc files would be */
+  snprintf (p, sizeof p, "%s/bin", rootfs);
+  ck_assert_int_eq (mount ("berth-test", p, "tmpfs", 0, "size=1m"), 0);
+  ck_assert_int_eq (mount ("berth-test", rootfs, "tmpfs", 0, "size=1m"), 0);
+  _cleanup_free_ char *real = realpath (rootfs, NULL);
+  ck_assert_ptr_nonnull (real);
+  ck_assert (mounted_at (real));
+  struct fsck_opts o = { .repair = true };
+  struct fsck_report r = { 0 };
+  berth_error *err = NULL;
+  ck_assert_int_eq (fsck_files (root, state, &o, &r, &err), 0);
+  ck_assert_uint_eq (r.n, 1);
+  ck_assert_uint_eq (fsck_report_unresolved (&r), 0);
+  ck_assert (!mounted_at (real));
+  snprintf (p, sizeof p, "%s/bin", real);
+  ck_assert (!mounted_at (p));
+  ck_assert (!exists ("%s/bundles/default/%s", state, "half"));
+  _cleanup_free_ char *moved = NULL;
+  ck_assert_int_ge (asprintf (&moved, "%s/bundles/default/half/rootfs", r.quarantine), 0);
+  ck_assert (exists ("%s", moved));
+  _cleanup_free_ char *qreal = realpath (moved, NULL);
+  ck_assert_ptr_nonnull (qreal);
+  ck_assert (!mounted_at (qreal));
+  ck_assert (!exists ("%s/bin/sh", moved)); /* the file was on the tmpfs, gone with it */
+  fsck_report_clear (&r);
+}
+END_TEST
+
+/* fs_unmount_under: nothing mounted or no directory is 0, not an error. */
+START_TEST (test_fs_unmount_under_without_mounts)
+{
+  char p[256];
+  snprintf (p, sizeof p, "%s/plain", root);
+  ck_assert_int_eq (fs_mkdir_p (p, 0700), 0);
+  ck_assert_int_eq (fs_unmount_under (p), 0);
+  snprintf (p, sizeof p, "%s/missing", root);
+  ck_assert_int_eq (fs_unmount_under (p), 0);
+}
+END_TEST
+
 START_TEST (test_fsck_du_counts_allocated_blocks)
 {
   char p[256];
@@ -223,6 +297,8 @@ fsck_suite (void)
   tcase_add_test (tc, test_fsck_files_quarantines_broken_task_state_and_bundles);
   tcase_add_test (tc, test_fsck_files_live_never_moves_anything);
   tcase_add_test (tc, test_fsck_du_counts_allocated_blocks);
+  tcase_add_test (tc, test_fsck_files_unmounts_a_bundle_before_quarantining_it);
+  tcase_add_test (tc, test_fs_unmount_under_without_mounts);
   suite_add_tcase (s, tc);
   return s;
 }
