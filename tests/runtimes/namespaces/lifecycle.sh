@@ -100,13 +100,17 @@ check_clean "$id" "$marker"
 
 echo "== kill --all, delete --force"
 new_id all
-edit_config "$B" ".process.args=[\"sh\",\"-c\",\"sleep 1000 & sleep 1000; : $marker\"] | .linux.namespaces -= [{\"type\":\"pid\"}]"
+# A duration of this test's own (pgrep -x): other tests' `sleep 100000`
+# containers may run on the machine at the same time.
+nap=$((1000000 + $$))
+edit_config "$B" ".process.args=[\"sh\",\"-c\",\"sleep $nap & sleep $nap; : $marker\"] | .linux.namespaces -= [{\"type\":\"pid\"}]"
 rtd run -d "$id"
 expect_rc 0 "run -d without a pid namespace"
-sleep 0.2
+for _ in $(seq 50); do [ "$(pgrep -fx "sleep $nap" | wc -l)" = 2 ] && break; sleep 0.1; done
+[ "$(pgrep -fx "sleep $nap" | wc -l)" = 2 ] || fail "the container's two sleeps did not start"
 rt kill --all "$id" KILL
-for _ in $(seq 50); do pgrep -f "sleep 1000" >/dev/null || break; sleep 0.1; done
-pgrep -f "sleep 1000" >/dev/null && fail "kill --all left processes" || pass "kill --all reached every process"
+for _ in $(seq 50); do pgrep -fx "sleep $nap" >/dev/null || break; sleep 0.1; done
+pgrep -fx "sleep $nap" >/dev/null && fail "kill --all left processes" || pass "kill --all reached every process"
 rt delete --force "$id"
 expect_rc 0 "delete --force"
 check_clean "$id" "$marker"
