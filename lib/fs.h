@@ -8,9 +8,10 @@
  * directory is fine.  Returns 0 or -errno. */
 int fs_mkdir_p (const char *path, mode_t mode);
 
-/* Unmount every mount at dir or below it, the deepest first (detached when
- * busy), as /proc/self/mountinfo lists them.  Returns how many were
- * unmounted (0 when none, or dir does not exist), or -errno. */
+/* Unmount every mount at dir or below it, as /proc/self/mountinfo lists
+ * them: the newest first (a mount another covers once the cover is gone),
+ * detached when busy.  Returns how many were unmounted (0 when none, or
+ * dir does not exist), or -errno. */
 int fs_unmount_under (const char *dir);
 
 #endif
